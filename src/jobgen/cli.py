@@ -1,0 +1,287 @@
+"""Command line: ``python generator.py [render] [options]``, ``generator.py lint PATH...``.
+
+User errors print one line per problem on stderr (what, where, how to fix) and exit 1;
+usage errors exit 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__, paths
+from .errors import JobgenError, LintFailed
+
+COMMANDS = ("render", "lint")
+
+EPILOG_RENDER = """\
+examples:
+  python generator.py --nodes 2 --gpus 4            render the default job into rendered/
+  python generator.py -f jobs/penguins-mpi/values.yaml -o /tmp/out
+  python generator.py --set inputs.epochs=5 --set cluster.tier=low_priority
+  python generator.py render --all                  re-render every jobs/*/values.yaml
+  python generator.py render --check                CI: exit 1 with a diff when committed YAML drifted
+then:
+  az ml job create -f rendered/job.yml              (after az ml compute/environment/data create -f ...)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (hint: see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _render_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "render", help="render a job from values (the default command)", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Render Azure ML v2 YAML (command job, compute cluster, environment, data asset) from "
+                    "templates/defaults.yaml, values files and flags, lint it, and write it atomically.",
+        epilog=EPILOG_RENDER)
+    values = p.add_argument_group("values (later wins: defaults < -f files < flags < --set)")
+    values.add_argument("-f", "--values", action="append", default=[], metavar="FILE", type=Path,
+                        help="values file (YAML, same shape as templates/defaults.yaml); repeatable")
+    values.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="sets",
+                        help="override one value; job paths as for 'az ml job create --set' "
+                             "(resources.instance_count=2, inputs.epochs=5), or cluster./env./data./launcher. paths")
+    short = p.add_argument_group("shortcuts")
+    short.add_argument("--nodes", metavar="N", help="nodes (resources.instance_count)")
+    short.add_argument("--gpus", metavar="P", help="processes per node, one per GPU (default: the VM size's GPUs)")
+    short.add_argument("--distribution", metavar="KIND", help="pytorch | mpi | none")
+    short.add_argument("--launcher", metavar="KIND", help="per-process (Azure starts P processes per node) | "
+                       "torchrun (Azure starts one torchrun per node)")
+    short.add_argument("--compute", metavar="NAME", help="compute cluster name (job.compute, cluster.name)")
+    short.add_argument("--vm-size", metavar="SIZE", help="cluster VM size, e.g. Standard_NC24ads_A100_v4")
+    short.add_argument("--environment", metavar="REF", help="environment reference: azureml:<name>@latest, "
+                       "azureml:<name>:<version> or azureml://registries/...; default: the one rendered from env:")
+    short.add_argument("--experiment", metavar="NAME", help="experiment name")
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", metavar="DIR", type=Path, help="output folder (default: rendered/)")
+    out.add_argument("--no-lint", action="store_true", help="skip lint (faster; the spec is still validated)")
+    out.add_argument("--all", action="store_true", help="render every job definition (jobs/*/values.yaml) in place")
+    out.add_argument("--check", action="store_true", help="re-render every definition in memory and exit 1 with a "
+                     "unified diff if committed files differ (writes nothing)")
+    out.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    return p
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="generator.py", description="Render, lint, run and submit Azure ML v2 jobs for "
+                     "distributed PyTorch training. Without a command, 'render' is assumed.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_RENDER)
+    parser.add_argument("--version", action="version", version=f"jobgen {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _render_parser(sub)
+    lint = sub.add_parser("lint", help="check Azure ML YAML files or folders",
+                          description="Check jobs, components, pipelines, sweeps, environments, computes and data "
+                          "assets (rendered or hand-written): our strict checks, then azure-ai-ml's. Prints "
+                          "path:line: error|warning: message (hint: ...). Exit 0 without errors, 1 with.")
+    lint.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    lint.add_argument("--no-azure", action="store_true", help="skip azure-ai-ml's second opinion (faster)")
+    lint.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    lint.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["render", *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "lint":
+            return cmd_lint(args)
+        return cmd_render(args)
+    except LintFailed:
+        return 1
+    except JobgenError as exc:
+        sys.stderr.write("".join(f"error: {line}\n" for line in exc.line().splitlines()))
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+# ------------------------------------------------------------------ render
+
+FLAG_PATHS = {
+    "nodes": ("job.resources.instance_count", "--nodes"),
+    "gpus": ("launcher.processes_per_node", "--gpus"),
+    "launcher": ("launcher.type", "--launcher"),
+    "vm_size": ("cluster.size", "--vm-size"),
+    "environment": ("job.environment", "--environment"),
+    "experiment": ("job.experiment_name", "--experiment"),
+}
+
+
+def flags_patch(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """Shortcut flags as a values patch, plus where each value came from (for messages)."""
+    patch: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    def put(dotted: str, value: Any, origin: str) -> None:
+        cursor = patch
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+        origins[dotted] = origin
+
+    for attr, (dotted, flag) in FLAG_PATHS.items():
+        value = getattr(args, attr)
+        if value is not None:
+            put(dotted, value, flag)
+    if args.distribution is not None:
+        if args.distribution == "none":
+            put("job.distribution", None, "--distribution")
+        else:
+            put("job.distribution.type", args.distribution, "--distribution")
+            origins["job.distribution"] = "--distribution"
+    if args.compute is not None:
+        name = args.compute[len("azureml:"):] if args.compute.startswith("azureml:") else args.compute
+        put("cluster.name", name, "--compute")
+        put("job.compute", f"azureml:{name}", "--compute")
+    return patch, origins
+
+
+def _set_origins(sets: list[str]) -> dict[str, str]:
+    from .values import JOB_KEYS, SECTIONS
+
+    origins = {}
+    for assignment in sets:
+        dotted = assignment.split("=", 1)[0].strip()
+        head = dotted.split(".")[0]
+        full = f"job.{dotted}" if head in JOB_KEYS and head not in SECTIONS else dotted
+        origins[full] = f"--set {dotted}"
+    return origins
+
+
+def resolve(value_files: list[Path], sets: list[str], args: argparse.Namespace | None = None):
+    """values -> spec (raises SpecError with every problem)."""
+    from . import spec as spec_mod
+    from .values import resolve_values
+
+    patch, origins = flags_patch(args) if args is not None else ({}, {})
+    origins.update(_set_origins(sets))
+    values = resolve_values(value_files, sets, patch)
+    return spec_mod.build(values, origins)
+
+
+def _lint_rendered(files: dict[Path, str], staged: dict[Path, Path]) -> None:
+    """Lint the staged copies (relative paths resolve as they will), report final paths."""
+    from .lint import Document, lint_documents
+
+    docs = [Document(staged[path], text, display_as=path) for path, text in files.items() if path.suffix == ".yml"]
+    diagnostics = lint_documents(docs)
+    errors = [d for d in diagnostics if d.severity == "error"]
+    for d in diagnostics:
+        sys.stderr.write(d.format() + "\n")
+    if errors:
+        sys.stderr.write(f"error: lint found {len(errors)} error(s) in the rendered files; nothing was written\n")
+        raise LintFailed("lint failed")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from . import gitops
+    from .render import render_job
+    from .yamlio import write_files_atomically
+
+    if args.check or args.all:
+        if args.values or args.output or any(getattr(args, a) is not None for a in FLAG_PATHS) \
+                or args.distribution or args.compute:
+            raise JobgenError("--check/--all render the definitions under jobs/ as they are",
+                              where="render", hint="drop -f, -o and shortcut flags (use --set for a what-if)")
+        return _render_definitions(args, check=args.check)
+
+    spec = resolve(args.values, args.sets, args)
+    for w in spec.warnings:
+        sys.stderr.write(f"warning: {w.line()}\n")
+    out_dir = (args.output or Path("rendered")).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise JobgenError("output path exists and is not a folder", where=str(args.output or "rendered"),
+                          hint="choose a folder with -o/--output")
+    rendered = render_job(spec, out_dir, args.values)
+    check = None if args.no_lint else (lambda staged: _lint_rendered(rendered.files, staged))
+    write_files_atomically(rendered.files, check=check)
+    produced = {p.resolve() for p in rendered.files}
+    for stale in gitops.stale_files(out_dir, produced):
+        stale.unlink()
+    if not args.quiet:
+        job = spec.job
+        dist = f"{job.distribution.type}" if job.distribution else "no distribution"
+        per_node = spec.launcher.processes_per_node
+        print(f"rendered {job.resources.instance_count} node(s) x {per_node} process(es) per node "
+              f"({dist}, {spec.launcher.type}) on {job.compute}" + (f" [{spec.vm.name}]" if spec.vm else ""))
+        for path in rendered.files:
+            print(f"  {paths.display(path)}")
+        shown = paths.display(out_dir)
+        if not args.no_lint:
+            print("lint: ok")
+        print(f"next: az ml job create -f {shown}/job.yml"
+              + (" (first: az ml compute create / environment create / data create -f the files above)"
+                 if len(rendered.files) > 1 else ""))
+    return 0
+
+
+def _render_definitions(args: argparse.Namespace, check: bool) -> int:
+    from . import gitops
+    from .render import render_job
+    from .yamlio import write_files_atomically
+
+    defs = gitops.definitions()
+    if not defs:
+        raise JobgenError("no job definitions found", where=paths.display(paths.jobs_dir()),
+                          hint=f"add jobs/<name>/{gitops.VALUES_NAME}")
+    all_files: dict[Path, str] = {}
+    stale: list[Path] = []
+    for d in defs:
+        spec = resolve([d.values], args.sets)
+        rendered = render_job(spec, d.out_dir, [d.values])
+        all_files.update(rendered.files)
+        stale.extend(gitops.stale_files(d.out_dir, {p.resolve() for p in rendered.files}))
+    if check:
+        drift = [gitops.diff(path, text) for path, text in all_files.items()]
+        drift = [d for d in drift if d]
+        for path in stale:
+            drift.append(f"{paths.display(path)}: rendered file no longer produced by its values; delete it\n")
+        if drift:
+            sys.stdout.write("".join(drift))
+            sys.stderr.write(f"error: {len(drift)} rendered file(s) differ from their values "
+                             "(hint: run 'python generator.py render --all' and commit the result)\n")
+            return 1
+        if not args.quiet:
+            print(f"render --check: {len(all_files)} files from {len(defs)} definitions are up to date")
+        return 0
+    check = None if args.no_lint else (lambda staged: _lint_rendered(all_files, staged))
+    write_files_atomically(all_files, check=check)
+    for path in stale:
+        path.unlink()
+    if not args.quiet:
+        for d in defs:
+            print(f"rendered {paths.display(d.out_dir)}/ from {paths.display(d.values)}")
+    return 0
+
+
+# ------------------------------------------------------------------ lint
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from .lint import collect_files, lint_paths
+
+    files = collect_files(args.paths)
+    if not files:
+        raise JobgenError("no YAML files found", where=" ".join(map(str, args.paths)),
+                          hint="pass .yml/.yaml files or folders that hold them")
+    diagnostics = lint_paths(args.paths, azure=not args.no_azure)
+    for d in diagnostics:
+        print(d.format())
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    failed = errors or (args.strict and warnings)
+    if not args.quiet or failed:
+        print(f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,152 @@
+"""Lint Azure ML YAML: our strict checks first, then azure-ai-ml as a second opinion.
+
+``lint_paths`` takes files and folders; ``lint_documents`` takes text not yet on disk (the
+generator lints what it rendered before writing it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import paths
+from ..errors import JobgenError
+from ..yamlio import load_located
+from .checks import Checker, _load_plain, detect_kind
+from .model import ERROR, WARNING, Diagnostic, Document
+
+__all__ = ["Diagnostic", "Document", "lint_paths", "lint_documents", "ERROR", "WARNING", "collect_files"]
+
+SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "runs", ".pytest_cache", "mlruns"}
+
+
+def collect_files(targets: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for target in targets:
+        target = Path(target)
+        if target.is_dir():
+            for dirpath, dirnames, filenames in os.walk(target):
+                dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.endswith((".yml", ".yaml")):
+                        files.append(Path(dirpath) / name)
+        elif target.exists():
+            files.append(target)
+        else:
+            raise JobgenError("no such file or folder", where=str(target), hint="check the path")
+    unique = []
+    seen = set()
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def lint_paths(targets: list[Path], azure: bool = True) -> list[Diagnostic]:
+    docs = []
+    for f in collect_files(targets):
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            docs.append(Document(f.resolve(), "", diagnostics=[Diagnostic(paths.display(f), 1, ERROR, "not UTF-8 text")]))
+            continue
+        docs.append(Document(f.resolve(), text))
+    return lint_documents(docs, azure=azure, explicit=True)
+
+
+def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = False) -> list[Diagnostic]:
+    """Lint ``docs`` (and local component files they use). With ``explicit``, files that are
+    not Azure ML YAML are reported as skipped."""
+    by_path = {d.path: d for d in docs}
+    computes = _compute_catalog(docs)
+    queue = list(docs)
+    done: list[Document] = []
+    while queue:
+        doc = queue.pop(0)
+        done.append(doc)
+        if doc.diagnostics:  # unreadable
+            continue
+        try:
+            doc.located = load_located(doc.text, doc.shown)
+        except JobgenError as exc:
+            line = 1
+            where = exc.where or ""
+            if ":" in where and where.rsplit(":", 1)[1].isdigit():
+                line = int(where.rsplit(":", 1)[1])
+            doc.diagnostics.append(Diagnostic(doc.shown, line, ERROR, exc.message, exc.hint))
+            continue
+        doc.kind = detect_kind(doc.data)
+        if doc.kind in ("values", "conda"):
+            continue
+        if doc.kind is None:
+            if explicit and doc.data is not None:
+                doc.diagnostics.append(Diagnostic(doc.shown, 1, WARNING, "not recognised as Azure ML YAML; skipped",
+                                                  "add a $schema line naming the resource type"))
+            continue
+
+        def compute_size(d: Document, ref: str) -> tuple[str | None, bool]:
+            name = ref.split(":", 1)[1] if ref.startswith("azureml:") else ref
+            found = computes.get(name)
+            if found is None:
+                found = _sibling_compute(d.path.parent, name)
+                return (found, False)
+            return (found, True)
+
+        checker = Checker(doc, compute_size)
+        checker.common()
+        {
+            "command_job": checker.command_job,
+            "command_component": checker.command_component,
+            "pipeline_job": checker.pipeline_job,
+            "sweep_job": checker.sweep_job,
+            "environment": checker.environment,
+            "compute": checker.compute,
+            "data": checker.data_asset,
+        }.get(doc.kind, lambda: None)()
+        for ref in checker.referenced:
+            if ref not in by_path:
+                try:
+                    extra = Document(ref, ref.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError):
+                    continue
+                by_path[ref] = extra
+                queue.append(extra)
+        if azure:
+            from .azure import second_opinion
+
+            own = {(d.line, d.severity) for d in doc.diagnostics if d.severity == ERROR}
+            for diag in second_opinion(doc):
+                if (diag.line, ERROR) not in own:  # we already said what is wrong on that line
+                    doc.diagnostics.append(diag)
+    out: list[Diagnostic] = []
+    for doc in done:
+        out.extend(sorted(set(doc.diagnostics), key=lambda d: (d.line, d.severity, d.message)))
+    return out
+
+
+def _compute_catalog(docs: list[Document]) -> dict[str, str]:
+    """Compute name -> VM size, from compute YAML among the documents."""
+    catalog = {}
+    for doc in docs:
+        try:
+            data = load_located(doc.text, doc.shown).data
+        except JobgenError:
+            continue
+        if detect_kind(data) == "compute" and data.get("name") and data.get("size"):
+            catalog[str(data["name"])] = str(data["size"])
+    return catalog
+
+
+def _sibling_compute(folder: Path, name: str) -> str | None:
+    """A compute YAML named ``name`` next to the job (the layout we render)."""
+    try:
+        candidates = sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml"))
+    except OSError:
+        return None
+    for path in candidates:
+        data = _load_plain(path)
+        if data and detect_kind(data) == "compute" and str(data.get("name")) == name and data.get("size"):
+            return str(data["size"])
+    return None

@@ -1,0 +1,133 @@
+"""azure-ai-ml as a second opinion: ``load_*`` and ``_validate()``, offline, its errors
+reported in our format with the line they point at. Imported only when linting (the
+package alone costs over a second to import)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from typing import Any
+
+from .model import Diagnostic, Document
+
+_LOADERS = {
+    "command_job": "load_job",
+    "pipeline_job": "load_job",
+    "sweep_job": "load_job",
+    "command_component": "load_component",
+    "environment": "load_environment",
+    "compute": "load_compute",
+    "data": "load_data",
+    "model": "load_model",
+    "online_endpoint": "load_online_endpoint",
+    "online_deployment": "load_online_deployment",
+}
+
+
+def _quiet() -> None:
+    # azure-ai-ml logs "experimental" notices for fields we use; they are not findings.
+    for name in ("azure.ai.ml", "azure.ai.ml._utils._experimental", "azure"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="marshmallow")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*marshmallow.*")
+
+
+def available() -> bool:
+    try:
+        import azure.ai.ml  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def second_opinion(doc: Document) -> list[Diagnostic]:
+    loader_name = _LOADERS.get(doc.kind or "")
+    if loader_name is None:
+        return []
+    _quiet()
+    import azure.ai.ml as aml
+    from marshmallow.exceptions import ValidationError
+
+    loader = getattr(aml, loader_name)
+    out: list[Diagnostic] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            entity = loader(source=io.StringIO(doc.text), relative_origin=str(doc.path))
+            result = entity._validate() if hasattr(entity, "_validate") else None
+    except ValidationError as exc:
+        for ypath, message in _flatten(_raw_messages(exc)):
+            out.append(_diag(doc, ypath, message))
+        if not out:
+            out.append(_diag(doc, (), _first_line(str(exc))))
+        return out
+    except Exception as exc:  # noqa: BLE001 - azure-ai-ml raises many kinds for user input
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        return [_diag(doc, (), _first_line(message))]
+    if result is not None and not result.passed:
+        for diagnostic in getattr(result, "_errors", []):
+            ypath = tuple(p for p in str(diagnostic.yaml_path or "").split(".") if p and p != "*")
+            out.append(_diag(doc, ypath, _first_line(diagnostic.message or "invalid")))
+    return out
+
+
+def _raw_messages(exc: BaseException) -> Any:
+    """The innermost marshmallow message dict (azure-ai-ml re-raises it as pretty text)."""
+    found: Any = None
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        messages = getattr(current, "messages", None)
+        if isinstance(messages, dict) and not _is_pretty(messages):
+            found = messages
+        current = current.__cause__ or current.__context__
+    return found if found is not None else getattr(exc, "messages", None)
+
+
+def _is_pretty(messages: dict) -> bool:
+    return set(messages) <= {"_schema"} and all(isinstance(v, list) and v and isinstance(v[0], str)
+                                                and v[0].startswith("Validation for") for v in messages.values())
+
+
+def _flatten(messages: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """marshmallow's nested messages -> [(yaml path, message)]; for union fields (a list of
+    one dict per alternative) keep the alternative that got furthest."""
+    if messages is None:
+        return []
+    if isinstance(messages, str):
+        return [(path, messages)]
+    if isinstance(messages, dict):
+        out = []
+        for key, value in messages.items():
+            sub = path if key in ("_schema", "value") else path + (key,)
+            out.extend(_flatten(value, sub))
+        return out
+    if isinstance(messages, list):
+        if messages and all(isinstance(m, str) for m in messages):
+            return [(path, "; ".join(dict.fromkeys(messages)))]
+        alternatives = [_flatten(m, path) for m in messages]
+        alternatives = [a for a in alternatives if a]
+        if not alternatives:
+            return []
+        # Prefer an alternative whose 'type' matched (no complaint about type), then the fewest complaints.
+        def score(alt: list[tuple[tuple, str]]) -> tuple[int, int]:
+            type_miss = any(p[-1:] == ("type",) and "not in set" in m for p, m in alt)
+            return (int(type_miss), len(alt))
+        return min(alternatives, key=score)
+    return [(path, str(messages))]
+
+
+def _first_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else "invalid"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _diag(doc: Document, ypath: tuple, message: str) -> Diagnostic:
+    clean = tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in ypath)
+    where = ".".join(str(p) for p in clean)
+    text = f"{where}: {_first_line(message)}" if where else _first_line(message)
+    return Diagnostic(doc.shown, doc.line(*clean), "error", text, None, source="azure-ai-ml")

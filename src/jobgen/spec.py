@@ -1,0 +1,574 @@
+"""Values -> a typed, validated spec. Every problem is collected before any is reported.
+
+Field names are Azure's YAML keys (``instance_count``, ``process_count_per_instance``); the
+templates only lay these out. Pure functions, no I/O except checking that paths exist.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths, vmsizes
+from .errors import Problem, SpecError
+
+DISTRIBUTIONS = ("pytorch", "mpi", "none")
+LAUNCHERS = ("per-process", "torchrun")
+TIERS = ("dedicated", "low_priority")
+DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable")
+INPUT_MODES = ("ro_mount", "download", "direct", "eval_mount", "eval_download")
+OUTPUT_MODES = ("rw_mount", "upload", "direct")
+RESERVED_INPUT_NAMES = ("path", "ld_library_path", "user", "logname", "home", "pwd", "shell")
+# Characters a literal input may hold when Azure pastes it into a shell command unquoted.
+SHELL_SAFE = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]+$")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ASSET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+EXPERIMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,254}$")
+COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,31}$")  # AmlCompute: 2-32 chars, letter first
+SECRET_NAME_RE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS)", re.I)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    type: str
+    process_count_per_instance: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    instance_count: int
+    shm_size: str | None = None
+
+
+@dataclass(frozen=True)
+class DataInput:
+    type: str
+    path: str
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    type: str
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class Launcher:
+    type: str
+    script: str
+    processes_per_node: int
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommandJob:
+    display_name: str | None
+    experiment_name: str
+    description: str | None
+    tags: dict[str, str]
+    code: Path  # absolute
+    command: str
+    environment: str
+    compute: str
+    resources: Resources
+    distribution: Distribution | None
+    inputs: dict[str, Any]  # literal values or DataInput
+    outputs: dict[str, Output]
+    environment_variables: dict[str, str]
+    timeout: int | None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    size: str
+    min_instances: int
+    max_instances: int
+    tier: str
+    idle_time_before_scale_down: int
+    description: str | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    version: str
+    image: str
+    python: str
+    pip: tuple[str, ...]
+    channels: tuple[str, ...]
+    conda_dependencies: tuple[str, ...]
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class DataAsset:
+    name: str
+    version: str
+    type: str
+    path: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    job: CommandJob
+    launcher: Launcher
+    vm: vmsizes.VmSize | None
+    cluster: Cluster | None
+    environment: Environment | None
+    data: DataAsset | None
+    warnings: tuple[Problem, ...] = field(default=())
+
+
+# ------------------------------------------------------------------ collecting problems
+
+class _Collector:
+    def __init__(self, origins: dict[str, str]):
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.origins = origins
+
+    def where(self, dotted: str) -> str:
+        return self.origins.get(dotted, dotted)
+
+    def error(self, dotted: str, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(self.where(dotted), message, hint))
+
+    def warn(self, dotted: str, message: str, hint: str | None = None) -> None:
+        self.warnings.append(Problem(self.where(dotted), message, hint))
+
+    # typed getters: return a value or None after recording a problem
+    def integer(self, value: Any, dotted: str, minimum: int | None = None, required: bool = True) -> int | None:
+        if value is None:
+            if required:
+                self.error(dotted, "is required", f"set it, e.g. --set {dotted.removeprefix('job.')}=1")
+            return None
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            self.error(dotted, f"must be a whole number, got {value!r}")
+            return None
+        if isinstance(value, str):
+            if not re.fullmatch(r"[+-]?\d+", value.strip()):
+                self.error(dotted, f"must be a whole number, got '{value}'", "write digits only, e.g. 2")
+                return None
+            value = int(value)
+        if not isinstance(value, (int, float)):
+            self.error(dotted, f"must be a whole number, got {type(value).__name__}")
+            return None
+        value = int(value)
+        if minimum is not None and value < minimum:
+            self.error(dotted, f"must be at least {minimum}, got {value}")
+            return None
+        return value
+
+    def string(self, value: Any, dotted: str, required: bool = True, pattern: re.Pattern | None = None,
+               rule: str = "") -> str | None:
+        if value is None or value == "":
+            if required:
+                self.error(dotted, "is required", f"set {dotted} in a values file or with --set")
+            return None
+        if isinstance(value, (dict, list)):
+            self.error(dotted, f"must be a single value, got a {'mapping' if isinstance(value, dict) else 'list'}")
+            return None
+        if isinstance(value, bool):
+            self.error(dotted, f"must be text, got {value!r}", "quote it in YAML")
+            return None
+        value = str(value)
+        if pattern is not None and not pattern.fullmatch(value):
+            self.error(dotted, f"'{value}' is not a valid name{': ' + rule if rule else ''}")
+            return None
+        return value
+
+    def choice(self, value: Any, dotted: str, choices: tuple[str, ...]) -> str | None:
+        if value is None:
+            self.error(dotted, "is required", f"one of: {', '.join(choices)}")
+            return None
+        if str(value) not in choices:
+            self.error(dotted, f"unknown value '{value}'", f"use one of: {', '.join(choices)}")
+            return None
+        return str(value)
+
+    def mapping(self, value: Any, dotted: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(dotted, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+
+# ------------------------------------------------------------------ building the spec
+
+def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec:
+    """Validate ``values`` (already merged) and return the spec, or raise ``SpecError``."""
+    c = _Collector(origins or {})
+    job_v = c.mapping(values.get("job"), "job")
+    launch_v = c.mapping(values.get("launcher"), "launcher")
+    cluster_v = c.mapping(values.get("cluster"), "cluster")
+    env_v = c.mapping(values.get("env"), "env")
+    data_v = c.mapping(values.get("data"), "data")
+
+    if job_v.get("type", "command") != "command":
+        c.error("job.type", f"the generator renders command jobs, got '{job_v.get('type')}'",
+                "pipelines and sweeps have their own templates")
+
+    # --- cluster and VM size
+    cluster = _cluster(c, cluster_v)
+    vm = None
+    if cluster is not None or cluster_v.get("size"):
+        size_name = str(cluster_v.get("size") or "")
+        vm = vmsizes.lookup(size_name)
+        if vm is None and size_name:
+            close = vmsizes.suggest(size_name)
+            c.warn("cluster.size", f"VM size '{size_name}' is not in the VM size table; GPU counts are not checked",
+                   f"did you mean {close}?" if close else "add it to src/jobgen/data/vm_sizes.yaml")
+        elif vm is not None and vm.retired:
+            message, hint = vmsizes.retired_message(vm)
+            c.error("cluster.size", message, hint)
+
+    # --- distribution, launcher, processes
+    dist_v = job_v.get("distribution")
+    if dist_v is None:
+        dist_type = "none"
+        dist_v = {}
+    elif isinstance(dist_v, dict):
+        dist_type = dist_v.get("type") or "none"
+    else:
+        dist_type = str(dist_v)
+        dist_v = {}
+    if dist_type in ("tensorflow", "ray"):
+        c.error("job.distribution.type", f"'{dist_type}' distribution is not generated by this tool",
+                "use pytorch or mpi, or write the YAML by hand and check it with 'generator.py lint'")
+        dist_type = None
+    else:
+        dist_type = c.choice(dist_type, "job.distribution.type", DISTRIBUTIONS)
+    for key in dist_v:
+        if key not in ("type", "process_count_per_instance"):
+            c.error(f"job.distribution.{key}", f"unknown distribution key '{key}'",
+                    "a pytorch or mpi distribution has only type and process_count_per_instance")
+
+    launcher_type = c.choice(launch_v.get("type", "per-process"), "launcher.type", LAUNCHERS)
+    script = c.string(launch_v.get("script"), "launcher.script")
+    args_v = launch_v.get("args") or []
+    if not isinstance(args_v, list):
+        c.error("launcher.args", "must be a list of arguments", "e.g. args: ['--num-workers', '4']")
+        args_v = []
+    args = tuple(str(a) for a in args_v)
+
+    resources_v = c.mapping(job_v.get("resources"), "job.resources")
+    for key in resources_v:
+        if key not in ("instance_count", "shm_size", "instance_type", "docker_args", "properties", "locations",
+                       "max_instance_count"):
+            c.error(f"job.resources.{key}", f"unknown resources key '{key}'",
+                    "command jobs take instance_count, instance_type, shm_size, docker_args, properties, locations")
+    nodes = c.integer(resources_v.get("instance_count", 1), "job.resources.instance_count", minimum=1)
+
+    explicit_p = dist_v.get("process_count_per_instance")
+    p_node = launch_v.get("processes_per_node")
+    default_p = (vm.whole_gpus or 1) if vm is not None and vm.gpus > 0 else 1
+    if p_node is None:
+        per_node = None
+    else:
+        per_node = c.integer(p_node, "launcher.processes_per_node", minimum=1)
+    if explicit_p is not None:
+        explicit_p = c.integer(explicit_p, "job.distribution.process_count_per_instance", minimum=1)
+
+    processes = per_node
+    process_count = 1
+    if launcher_type == "per-process" and dist_type in ("pytorch", "mpi"):
+        if explicit_p is not None and per_node is not None and explicit_p != per_node:
+            c.error("job.distribution.process_count_per_instance",
+                    f"is {explicit_p} but processes per node (--gpus) is {per_node}", "give only one of them")
+        processes = explicit_p or per_node or default_p
+        process_count = processes
+    elif launcher_type == "torchrun":
+        processes = per_node or default_p
+        if explicit_p not in (None, 1):
+            c.error("job.distribution.process_count_per_instance",
+                    f"must be 1 with the torchrun launcher (torchrun starts {processes} processes per node itself), "
+                    f"got {explicit_p}", "drop it, or use --launcher per-process")
+        if dist_type == "mpi":
+            c.error("launcher.type", "the torchrun launcher needs distribution pytorch "
+                    "(Azure sets NODE_RANK and MASTER_ADDR only for pytorch)", "use --distribution pytorch")
+        if dist_type == "none" and nodes and nodes > 1:
+            c.error("launcher.type", f"torchrun on {nodes} nodes needs distribution pytorch",
+                    "use --distribution pytorch")
+    elif dist_type == "none":
+        processes = per_node or 1
+        if processes > 1:
+            c.error(c.origins.get("launcher.processes_per_node", "launcher.processes_per_node"),
+                    f"{processes} processes per node need a distribution; with none Azure starts one process",
+                    "use --distribution pytorch, or --launcher torchrun")
+        if nodes and nodes > 1:
+            c.error("job.resources.instance_count", f"{nodes} nodes without a distribution: Azure starts the "
+                    "command on one node only (not documented for more)", "use --distribution pytorch or mpi")
+        processes = 1
+    distribution = Distribution(dist_type, process_count) if dist_type in ("pytorch", "mpi") and processes else None
+
+    if vm is not None and processes and not vm.retired:
+        found = vmsizes.capacity_problem(vm, processes)
+        if found:
+            level, message, hint = found
+            where = "launcher.processes_per_node" if "launcher.processes_per_node" in c.origins else \
+                "job.distribution.process_count_per_instance"
+            (c.error if level == "error" else c.warn)(where, message, hint)
+    if cluster is not None and nodes and nodes > cluster.max_instances:
+        c.error("cluster.max_instances", f"the job needs {nodes} nodes but the cluster scales to {cluster.max_instances}",
+                f"set --set cluster.max_instances={nodes} or use fewer nodes")
+
+    # --- code and script
+    code = _code(c, job_v.get("code"), script)
+
+    # --- inputs, outputs
+    inputs = _inputs(c, c.mapping(job_v.get("inputs"), "job.inputs"))
+    outputs = _outputs(c, c.mapping(job_v.get("outputs"), "job.outputs"))
+    for name in set(inputs) & set(outputs):
+        c.error(f"job.outputs.{name}", f"'{name}' is both an input and an output", "rename one of them")
+
+    # --- environment
+    environment_ref = job_v.get("environment")
+    env_spec = None
+    if environment_ref is None:
+        env_spec = _environment(c, env_v)
+        environment_ref = f"azureml:{env_spec.name}:{env_spec.version}" if env_spec else None
+    else:
+        environment_ref = c.string(environment_ref, "job.environment")
+        if environment_ref and not environment_ref.startswith(("azureml:", "azureml://")):
+            c.error("job.environment", f"'{environment_ref}' is not an environment reference",
+                    "use azureml:<name>@latest, azureml:<name>:<version> or azureml://registries/<registry>/environments/<name>/...")
+
+    # --- compute
+    compute = job_v.get("compute")
+    if compute is None:
+        compute = f"azureml:{cluster.name}" if cluster else None
+        if compute is None:
+            c.error("job.compute", "is required", "use --compute NAME")
+    else:
+        compute = c.string(compute, "job.compute")
+
+    # --- data asset
+    data = _data(c, data_v)
+
+    # --- the rest of the job
+    env_vars = {}
+    for key, value in c.mapping(job_v.get("environment_variables"), "job.environment_variables").items():
+        dotted = f"job.environment_variables.{key}"
+        if not NAME_RE.fullmatch(str(key)):
+            c.error(dotted, f"'{key}' is not a valid environment variable name", "use letters, digits and _")
+            continue
+        if isinstance(value, (dict, list)) or value is None:
+            c.error(dotted, "must be a single value")
+            continue
+        if SECRET_NAME_RE.search(str(key)):
+            c.error(dotted, f"'{key}' looks like a secret; rendered YAML is committed and logged",
+                    "keep secrets in Azure Key Vault or a workspace connection and read them at run time")
+            continue
+        env_vars[str(key)] = "true" if value is True else "false" if value is False else str(value)
+    tags = {str(k): str(v) for k, v in c.mapping(job_v.get("tags"), "job.tags").items() if v is not None}
+    limits_v = c.mapping(job_v.get("limits"), "job.limits")
+    timeout = c.integer(limits_v.get("timeout"), "job.limits.timeout", minimum=1, required=False)
+    experiment = c.string(job_v.get("experiment_name"), "job.experiment_name", pattern=EXPERIMENT_RE,
+                          rule="letters, digits, '-' and '_', starting with a letter or digit")
+    name = c.string(job_v.get("name"), "job.name", required=False, pattern=JOB_NAME_RE,
+                    rule="3-255 letters, digits, '-' and '_'")
+    display_name = c.string(job_v.get("display_name"), "job.display_name", required=False)
+    description = c.string(job_v.get("description"), "job.description", required=False)
+    shm_size = c.string(resources_v.get("shm_size"), "job.resources.shm_size", required=False,
+                        pattern=re.compile(r"\d+[bkmg]?"), rule="a size like 16g")
+
+    command_v = job_v.get("command")
+    if command_v is not None:
+        command = c.string(command_v, "job.command")
+    elif launcher_type and script and processes:
+        command = build_command(launcher_type, dist_type, script, processes, list(inputs), list(outputs), args)
+    else:
+        command = None
+
+    if c.problems:
+        raise SpecError(c.problems)
+    assert nodes and command and code and environment_ref and compute and experiment and launcher_type and script
+    job = CommandJob(
+        display_name=display_name, experiment_name=experiment, description=description, tags=tags,
+        code=code, command=command, environment=environment_ref, compute=compute,
+        resources=Resources(nodes, shm_size), distribution=distribution, inputs=inputs, outputs=outputs,
+        environment_variables=env_vars, timeout=timeout, name=name,
+    )
+    launcher = Launcher(launcher_type, script, processes or 1, args)
+    return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
+                warnings=tuple(c.warnings))
+
+
+def build_command(launcher: str, distribution: str | None, script: str, processes: int,
+                  inputs: list[str], outputs: list[str], args: tuple[str, ...]) -> str:
+    """The job's command. Azure substitutes ``${{inputs.x}}`` itself; our own values are
+    shell-quoted here and never executed. Nothing here depends on the node count, so that
+    ``az ml job create --set resources.instance_count=N`` on the rendered file stays right."""
+    if launcher == "torchrun":
+        if distribution == "pytorch":
+            # Azure runs one copy per node (process_count_per_instance 1) and sets NODE_RANK,
+            # MASTER_ADDR, MASTER_PORT and WORLD_SIZE (= number of nodes, one process each).
+            head = ["torchrun", "--nnodes", "$WORLD_SIZE", "--node_rank", "$NODE_RANK",
+                    "--nproc_per_node", str(processes), "--master_addr", "$MASTER_ADDR",
+                    "--master_port", "$MASTER_PORT", shlex.quote(script)]
+        else:
+            head = ["torchrun", "--standalone", "--nnodes", "1", "--nproc_per_node", str(processes),
+                    shlex.quote(script)]
+    else:
+        head = ["python", shlex.quote(script)]
+    parts = head
+    for name in inputs:
+        parts += [f"--{name.replace('_', '-')}", "${{inputs.%s}}" % name]
+    for name in outputs:
+        parts += [f"--{name.replace('_', '-')}", "${{outputs.%s}}" % name]
+    parts += [shlex.quote(a) for a in args]
+    return " ".join(parts)
+
+
+def _cluster(c: _Collector, v: dict) -> Cluster | None:
+    if v.get("create") is False:
+        return None
+    name = c.string(v.get("name"), "cluster.name", pattern=COMPUTE_NAME_RE,
+                    rule="2-32 letters, digits and '-', starting with a letter")
+    size = c.string(v.get("size"), "cluster.size")
+    lo = c.integer(v.get("min_instances", 0), "cluster.min_instances", minimum=0)
+    hi = c.integer(v.get("max_instances"), "cluster.max_instances", minimum=1)
+    tier = c.choice(v.get("tier", "dedicated"), "cluster.tier", TIERS)
+    idle = c.integer(v.get("idle_time_before_scale_down", 1800), "cluster.idle_time_before_scale_down", minimum=0)
+    if lo is not None and hi is not None and lo > hi:
+        c.error("cluster.min_instances", f"min_instances {lo} is above max_instances {hi}", "lower min_instances")
+        return None
+    if None in (name, size, lo, hi, tier, idle):
+        return None
+    return Cluster(name, size, lo, hi, tier, idle, v.get("description"), v.get("location"))
+
+
+def _code(c: _Collector, value: Any, script: str | None) -> Path | None:
+    text = c.string(value, "job.code")
+    if text is None:
+        return None
+    if re.match(r"^(azureml:|https?:|git\+)", text):
+        c.error("job.code", f"'{text}' is not a local folder", "the generator uploads a local folder; give its path")
+        return None
+    root = paths.root().resolve()
+    folder = (root / text).resolve()
+    if folder != root and root not in folder.parents:
+        c.error("job.code", f"'{text}' points outside the project ({folder})",
+                "keep the training code inside the repository, e.g. src/trainer")
+        return None
+    if not folder.is_dir():
+        c.error("job.code", f"folder '{text}' does not exist", "create it or fix the path (relative to the project root)")
+        return None
+    if script:
+        target = (folder / script).resolve()
+        if folder not in target.parents:
+            c.error("launcher.script", f"'{script}' points outside the code folder", "give a path inside job.code")
+        elif not target.is_file():
+            c.error("launcher.script", f"'{script}' is not in the code folder {paths.display(folder)}",
+                    "fix launcher.script or job.code")
+    return folder
+
+
+def _inputs(c: _Collector, raw: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        dotted = f"job.inputs.{name}"
+        if value is None:
+            continue  # null removes an input inherited from the defaults
+        if not NAME_RE.fullmatch(str(name)):
+            c.error(dotted, f"'{name}' is not a valid input name", "use letters, digits and _ (not starting with a digit)")
+            continue
+        if str(name).lower() in RESERVED_INPUT_NAMES:
+            c.error(dotted, f"'{name}' is a reserved input name (it clashes with an environment variable Azure sets)",
+                    f"rename it, e.g. {name}_value")
+            continue
+        if isinstance(value, dict):
+            if "default" in value or "optional" in value or value.get("type") in ("integer", "number", "boolean", "string"):
+                c.error(dotted, "typed inputs with default/optional are component syntax; a job rejects them",
+                        f"give the value itself, e.g. {name}: 3")
+                continue
+            kind = c.choice(value.get("type"), f"{dotted}.type", DATA_TYPES)
+            path = c.string(value.get("path"), f"{dotted}.path")
+            mode = value.get("mode")
+            if mode is not None:
+                mode = c.choice(mode, f"{dotted}.mode", INPUT_MODES)
+            for key in value:
+                if key not in ("type", "path", "mode", "description", "datastore"):
+                    c.error(f"{dotted}.{key}", f"unknown input key '{key}'", "a data input has type, path and mode")
+            if kind and path:
+                out[str(name)] = DataInput(kind, path, mode)
+            continue
+        if isinstance(value, list):
+            c.error(dotted, "a literal input must be a single value, got a list", "join the values, e.g. 'a,b'")
+            continue
+        text = str(value)
+        if not SHELL_SAFE.fullmatch(text):
+            c.error(dotted, f"value {text!r} has characters the shell would interpret when Azure pastes it into "
+                    "the command", "use letters, digits and . , : / = + @ % - _ only, or pass a uri_file input")
+            continue
+        out[str(name)] = value
+    return out
+
+
+def _outputs(c: _Collector, raw: dict) -> dict[str, Output]:
+    out: dict[str, Output] = {}
+    for name, value in raw.items():
+        dotted = f"job.outputs.{name}"
+        if value is None:
+            continue
+        if not NAME_RE.fullmatch(str(name)):
+            c.error(dotted, f"'{name}' is not a valid output name", "use letters, digits and _")
+            continue
+        if str(name).lower() in RESERVED_INPUT_NAMES:
+            c.error(dotted, f"'{name}' is a reserved name", f"rename it, e.g. {name}_dir")
+            continue
+        if not isinstance(value, dict):
+            c.error(dotted, "an output is a mapping with a type", "e.g. {type: uri_folder}")
+            continue
+        kind = c.choice(value.get("type", "uri_folder"), f"{dotted}.type", DATA_TYPES)
+        mode = value.get("mode")
+        if mode is not None:
+            mode = c.choice(mode, f"{dotted}.mode", OUTPUT_MODES)
+        for key in value:
+            if key not in ("type", "mode", "description"):
+                c.error(f"{dotted}.{key}", f"unknown output key '{key}'", "an output has type and mode")
+        if kind:
+            out[str(name)] = Output(kind, mode)
+    return out
+
+
+def _environment(c: _Collector, v: dict) -> Environment | None:
+    name = c.string(v.get("name"), "env.name", pattern=ASSET_NAME_RE, rule="letters, digits, '.', '-', '_'")
+    version = c.string(v.get("version"), "env.version", pattern=re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"),
+                       rule="e.g. 1 or 2024.06.1")
+    image = c.string(v.get("image"), "env.image")
+    python = c.string(v.get("python"), "env.python", pattern=re.compile(r"3\.\d+(\.\d+)?"), rule="e.g. 3.11")
+    lists = {}
+    for key in ("pip", "channels", "conda_dependencies"):
+        value = v.get(key) or []
+        if not isinstance(value, list) or any(isinstance(x, (dict, list)) for x in value):
+            c.error(f"env.{key}", "must be a list of strings")
+            value = []
+        lists[key] = tuple(str(x) for x in value)
+    if None in (name, version, image, python):
+        return None
+    return Environment(name, version, image, python, lists["pip"], lists["channels"],
+                       lists["conda_dependencies"], v.get("description"))
+
+
+def _data(c: _Collector, v: dict) -> DataAsset | None:
+    if not v or v.get("create") is False:
+        return None
+    name = c.string(v.get("name"), "data.name", pattern=ASSET_NAME_RE, rule="letters, digits, '.', '-', '_'")
+    version = c.string(v.get("version"), "data.version")
+    kind = c.choice(v.get("type", "uri_folder"), "data.type", ("uri_folder", "uri_file"))
+    path = c.string(v.get("path"), "data.path")
+    if None in (name, version, kind, path):
+        return None
+    return DataAsset(name, version, kind, path, v.get("description"))

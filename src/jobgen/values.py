@@ -1,0 +1,167 @@
+"""Values: defaults file < ``-f`` files (later wins) < shortcut flags < ``--set a.b=c``.
+
+``--set`` paths are the job's own YAML paths, exactly as ``az ml job create --set`` takes
+them (``resources.instance_count=2``, ``inputs.epochs=5``, ``compute=azureml:big``); the
+generator's other sections are addressed by their name (``cluster.size=...``,
+``env.version=2``, ``data.path=...``, ``launcher.type=torchrun``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths
+from .errors import JobgenError
+from .yamlio import load_file
+
+SECTIONS = ("job", "launcher", "cluster", "env", "data")
+
+# Keys of an Azure ML command job (CLI v2 YAML reference); a --set path that starts with
+# one of them is a job path, as with `az ml job create --set`.
+JOB_KEYS = (
+    "$schema", "type", "name", "display_name", "experiment_name", "description", "tags",
+    "properties", "code", "command", "environment", "environment_variables", "compute",
+    "resources", "distribution", "limits", "inputs", "outputs", "identity", "services",
+    "queue_settings",
+)
+
+# Maps whose keys are the user's to choose (new keys are allowed there).
+FREE_MAPS = {
+    ("job", "inputs"), ("job", "outputs"), ("job", "environment_variables"), ("job", "tags"),
+    ("job", "properties"), ("job", "services"), ("env", "conda"), ("job", "identity"),
+    ("job", "queue_settings"), ("job", "resources", "properties"),
+}
+
+
+def load_defaults() -> dict[str, Any]:
+    return load_values_file(paths.defaults_file(), what="defaults file")
+
+
+def load_values_file(path: Path, what: str = "values file") -> dict[str, Any]:
+    located = load_file(path)
+    data = located.data
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise JobgenError(f"{what} must be a mapping of sections (job:, cluster:, ...), "
+                          f"found {type(data).__name__}", where=str(path),
+                          hint="start the file with e.g. 'job:' and indent the job's keys under it")
+    if located.duplicates:
+        dup_path, line = located.duplicates[0]
+        raise JobgenError(f"key '{'.'.join(map(str, dup_path))}' appears twice", where=f"{path}:{line}",
+                          hint="keep one of them; YAML would silently use the last")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else (lists, scalars, null) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def check_known_keys(values: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
+    """Every key of ``values`` must exist in ``defaults`` (except inside free maps)."""
+
+    def walk(node: Any, ref: Any, path: tuple[str, ...]) -> None:
+        if not isinstance(node, dict) or path in FREE_MAPS:
+            return
+        if not isinstance(ref, dict):
+            return
+        for key, value in node.items():
+            if key not in ref:
+                dotted = ".".join(path + (str(key),))
+                known = [str(k) for k in ref]
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean '{'.'.join(path + (close[0],))}'?" if close else \
+                    f"known keys here: {', '.join(known)}"
+                if not path and str(key) in JOB_KEYS:
+                    hint = f"job keys go under 'job:' (job.{key})"
+                raise JobgenError(f"unknown key '{dotted}'", where=where, hint=hint)
+            walk(value, ref[key], path + (str(key),))
+
+    walk(values, defaults, ())
+
+
+def parse_set_value(raw: str) -> Any:
+    """A --set value keeps the meaning it has for `az ml job create --set`, where it is a
+    string that Azure's schema coerces. It becomes a YAML number only when that number
+    prints back as the same text (so `5` -> 5, `0.001` -> 0.001), which changes nothing in a
+    command line; `true`, `1e-3`, `01` and the like stay strings."""
+    try:
+        parsed = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) and str(parsed) == raw:
+        return parsed
+    return raw
+
+
+def set_path(values: dict[str, Any], assignment: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Apply one ``a.b=c``; returns new values. Unknown paths are errors with a suggestion."""
+    if "=" not in assignment:
+        raise JobgenError(f"--set expects PATH=VALUE, got '{assignment}'", where="--set",
+                          hint="e.g. --set resources.instance_count=2")
+    dotted, raw = assignment.split("=", 1)
+    dotted = dotted.strip()
+    parts = dotted.split(".")
+    if not dotted or any(p == "" for p in parts):
+        raise JobgenError(f"malformed --set path '{dotted}'", where="--set",
+                          hint="use dotted keys like distribution.process_count_per_instance=4")
+    if parts[0] not in SECTIONS:
+        if parts[0] in JOB_KEYS:
+            parts = ["job", *parts]
+        else:
+            close = difflib.get_close_matches(parts[0], list(JOB_KEYS) + list(SECTIONS), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                "paths start with a job key (resources, distribution, inputs, ...) or cluster., env., data., launcher."
+            raise JobgenError(f"unknown --set path '{dotted}'", where="--set", hint=hint)
+    value = parse_set_value(raw)
+    patch: dict[str, Any] = {}
+    cursor = patch
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    # A path must exist in the defaults unless it lands in a free map (new inputs are fine).
+    ref: Any = defaults
+    for i, part in enumerate(parts):
+        if tuple(parts[:i]) in FREE_MAPS:
+            break
+        if not isinstance(ref, dict) or part not in ref:
+            # Allow any key under a mapping the user has already given (e.g. job.inputs.data.mode).
+            current: Any = values
+            for p in parts[:i]:
+                current = current.get(p) if isinstance(current, dict) else None
+            if isinstance(current, dict) and i > 0 and tuple(parts[:i - 1]) in FREE_MAPS:
+                break
+            known = list(ref) if isinstance(ref, dict) else []
+            close = difflib.get_close_matches(part, [str(k) for k in known], n=1)
+            hint = f"did you mean '{'.'.join(parts[:i] + [close[0]])}'?" if close else \
+                "see templates/defaults.yaml for every path"
+            raise JobgenError(f"unknown --set path '{dotted}'", where="--set", hint=hint)
+        ref = ref[part]
+    return deep_merge(values, patch)
+
+
+def resolve_values(files: list[Path], sets: list[str], flags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """defaults < files (in order) < flags (already shaped as a patch) < --set (in order)."""
+    defaults = load_defaults()
+    values = copy.deepcopy(defaults)
+    for f in files:
+        data = load_values_file(Path(f))
+        check_known_keys(data, defaults, where=str(f))
+        values = deep_merge(values, data)
+    if flags:
+        values = deep_merge(values, flags)
+    for assignment in sets:
+        values = set_path(values, assignment, defaults)
+    return values

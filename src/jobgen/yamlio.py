@@ -1,0 +1,225 @@
+"""YAML reading with line numbers, safe scalar output for templates, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import JobgenError
+
+try:  # the C loader is several times faster; fall back quietly when it is missing
+    _Loader = yaml.CSafeLoader  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+YamlPath = tuple  # ("jobs", "train", "inputs", "x") ; list indexes are ints
+
+
+@dataclass
+class Located:
+    """A parsed YAML document plus where each value (and key) sits in the text."""
+
+    data: Any
+    lines: dict[YamlPath, int] = field(default_factory=dict)
+    duplicates: list[tuple[YamlPath, int]] = field(default_factory=list)
+
+    def line(self, path: YamlPath, default: int = 1) -> int:
+        """Line of ``path``, or of its nearest ancestor that exists."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), default)
+
+
+def load_located(text: str, where: str) -> Located:
+    """Parse one YAML document, recording 1-based lines for every key and item.
+
+    Duplicate keys (PyYAML silently keeps the last) are recorded so that lint reports them.
+    """
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise JobgenError(f"not valid YAML: {problem}", where=f"{where}{line}",
+                          hint="fix the YAML syntax (indentation, quotes, ':' spacing)") from None
+    located = Located(data=None)
+    if node is None:
+        return located
+    located.lines[()] = node.start_mark.line + 1
+    constructor = yaml.SafeLoader("")  # only used to build scalars with YAML 1.1 rules
+
+    def build(n: yaml.Node, path: YamlPath) -> Any:
+        if isinstance(n, yaml.MappingNode):
+            constructor.flatten_mapping(n)
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                key = build(key_node, path + ("<key>",))
+                try:
+                    hash(key)
+                except TypeError:
+                    raise JobgenError("a mapping key must be a plain value",
+                                      where=f"{where}:{key_node.start_mark.line + 1}") from None
+                sub = path + (key,)
+                if key in out:
+                    located.duplicates.append((sub, key_node.start_mark.line + 1))
+                located.lines[sub] = key_node.start_mark.line + 1
+                out[key] = build(value_node, sub)
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(n.value):
+                located.lines[path + (i,)] = item.start_mark.line + 1
+                items.append(build(item, path + (i,)))
+            return items
+        try:
+            return constructor.construct_object(n, deep=True)
+        except yaml.YAMLError as exc:
+            raise JobgenError(f"not valid YAML: {exc}", where=f"{where}:{n.start_mark.line + 1}") from None
+
+    located.data = build(node, ())
+    return located
+
+
+def load_file(path: Path) -> Located:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobgenError("file not found", where=str(path),
+                          hint="check the path; relative paths start from the current folder") from None
+    except IsADirectoryError:
+        raise JobgenError("is a folder, expected a YAML file", where=str(path)) from None
+    except UnicodeDecodeError:
+        raise JobgenError("not UTF-8 text", where=str(path), hint="save the file as UTF-8") from None
+    except OSError as exc:
+        raise JobgenError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    return load_located(text, str(path))
+
+
+# ---------------------------------------------------------------- output helpers
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def scalar(value: Any) -> str:
+    """A value as one YAML flow scalar: plain when that reads back identically, else quoted."""
+    if isinstance(value, str) and "\n" in value:
+        raise ValueError("multi-line strings must be written with yaml_block")
+    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, width=10**9,
+                     allow_unicode=True, sort_keys=False)
+    text = text.rstrip("\n")
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")]
+    return text
+
+
+def block(value: Any, indent: int) -> str:
+    """A mapping or list in block style, indented by ``indent`` spaces (first line included)."""
+    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=False, width=10**9,
+                     allow_unicode=True, sort_keys=False, indent=2)
+    pad = " " * indent
+    return "\n".join(pad + line if line else line for line in text.rstrip("\n").split("\n"))
+
+
+# ---------------------------------------------------------------- atomic writes
+
+def write_files_atomically(files: dict[Path, str], check=None) -> None:
+    """Write every file or none.
+
+    Files are first written into a staging folder beside each output folder (same parent,
+    so relative paths such as ``code: ../src/trainer`` resolve the same way), then
+    ``check(staged)`` runs with a map final path -> staged path (the generator lints there),
+    then each file is moved into place with ``os.replace``. A failure anywhere removes the
+    staging folders and any folder this call created.
+    """
+    made: list[Path] = []  # folders this call created, removed again on failure
+    stages: dict[Path, Path] = {}  # output folder -> staging folder
+    staged: dict[Path, Path] = {}
+    ok = False
+    try:
+        for target, text in files.items():
+            folder = target.parent
+            if folder not in stages:
+                parent = folder.parent
+                try:
+                    missing = [p for p in [parent, *parent.parents] if not p.exists()]
+                    parent.mkdir(parents=True, exist_ok=True)
+                    made.extend(reversed(missing))
+                    stages[folder] = Path(tempfile.mkdtemp(prefix=f".{folder.name}.jobgen-", dir=parent))
+                except OSError as exc:
+                    raise JobgenError(f"cannot write to output folder: {exc.strerror}", where=str(folder),
+                                      hint="choose a writable folder with -o/--output") from None
+            path = stages[folder] / target.name
+            with open(path, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+            os.chmod(path, 0o644)
+            staged[target] = path
+        if check is not None:
+            check(staged)
+        for folder in stages:
+            try:
+                if not folder.exists():
+                    folder.mkdir()
+                    made.append(folder)
+            except OSError as exc:
+                raise JobgenError(f"cannot write to output folder: {exc.strerror}", where=str(folder),
+                                  hint="choose a writable folder with -o/--output") from None
+        for target, path in staged.items():
+            os.replace(path, target)
+        ok = True
+    finally:
+        for stage in stages.values():
+            shutil.rmtree(stage, ignore_errors=True)
+        if not ok:
+            for folder in reversed(made):  # deepest first
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+_YAML12_NUMBER = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^0x[0-9a-fA-F]+$|^0o[0-7]+$")
+
+
+def scalar_text(value: Any) -> str:
+    """Like ``scalar`` but a string that a YAML 1.2 reader would take for a number (``1e-3``)
+    is quoted too, so every reader agrees it is text."""
+    if isinstance(value, str) and _YAML12_NUMBER.match(value):
+        return "'" + value + "'"
+    return scalar(value)
+
+
+def quoted(value: Any) -> str:
+    """Always a quoted string (asset versions: ``'1'``, not the integer 1)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def command_block(command: str, indent: int = 2) -> str:
+    """A command as a YAML block scalar: folded (``>-``) for one line, literal (``|-``) for
+    several. Block scalars keep ``${{...}}``, quotes and ``#`` exactly as written."""
+    pad = " " * indent
+    lines = command.strip("\n").split("\n")
+    style = ">-" if len(lines) == 1 else "|-"
+    return style + "\n" + "\n".join(pad + line if line.strip() else "" for line in lines)
