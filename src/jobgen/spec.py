@@ -186,6 +186,18 @@ class _Collector:
             return None
         return value
 
+    def boolean(self, value: Any, dotted: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1"):
+            return True
+        if str(value).lower() in ("false", "no", "0"):
+            return False
+        self.error(dotted, f"must be true or false, got {value!r}")
+        return default
+
     def choice(self, value: Any, dotted: str, choices: tuple[str, ...]) -> str | None:
         if value is None:
             self.error(dotted, "is required", f"one of: {', '.join(choices)}")
@@ -321,7 +333,7 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
             (c.error if level == "error" else c.warn)(where, message, hint)
     if cluster is not None and nodes and nodes > cluster.max_instances:
         c.error("cluster.max_instances", f"the job needs {nodes} nodes but the cluster scales to {cluster.max_instances}",
-                f"set --set cluster.max_instances={nodes} or use fewer nodes")
+                f"use --set cluster.max_instances={nodes}, or fewer nodes")
 
     # --- code and script
     code = _code(c, job_v.get("code"), script)
@@ -432,7 +444,7 @@ def build_command(launcher: str, distribution: str | None, script: str, processe
 
 
 def _cluster(c: _Collector, v: dict) -> Cluster | None:
-    if v.get("create") is False:
+    if not c.boolean(v.get("create"), "cluster.create", True):
         return None
     name = c.string(v.get("name"), "cluster.name", pattern=COMPUTE_NAME_RE,
                     rule="2-32 letters, digits and '-', starting with a letter")
@@ -563,7 +575,7 @@ def _environment(c: _Collector, v: dict) -> Environment | None:
 
 
 def _data(c: _Collector, v: dict) -> DataAsset | None:
-    if not v or v.get("create") is False:
+    if not v or not c.boolean(v.get("create"), "data.create", True):
         return None
     name = c.string(v.get("name"), "data.name", pattern=ASSET_NAME_RE, rule="letters, digits, '.', '-', '_'")
     version = c.string(v.get("version"), "data.version")

@@ -1,0 +1,53 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/ from the current templates instead of comparing")
+
+
+@pytest.fixture
+def update_golden(request):
+    return request.config.getoption("--update-golden")
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+    from jobgen.cli import main
+
+    def run(*argv):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse usage errors
+            rc = exc.code
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+@pytest.fixture
+def root():
+    return ROOT
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A copy of the project's templates, trainer code and job definitions in a temp folder,
+    used as the project root (JOBGEN_ROOT) so tests never write into the repository."""
+    import shutil
+
+    dest = tmp_path / "project"
+    for part in ("templates", "src/trainer", "jobs"):
+        shutil.copytree(ROOT / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("JOBGEN_ROOT", str(dest))
+    return dest
