@@ -152,7 +152,7 @@ class _Collector:
                 self.error(dotted, "is required", f"set it, e.g. --set {dotted.removeprefix('job.')}=1")
             return None
         if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-            self.error(dotted, f"must be a whole number, got {value!r}")
+            self.error(dotted, f"must be a whole number, got {value!r}", "write digits only, e.g. 2")
             return None
         if isinstance(value, str):
             if not re.fullmatch(r"[+-]?\d+", value.strip()):
@@ -160,11 +160,11 @@ class _Collector:
                 return None
             value = int(value)
         if not isinstance(value, (int, float)):
-            self.error(dotted, f"must be a whole number, got {type(value).__name__}")
+            self.error(dotted, f"must be a whole number, got {type(value).__name__}", "write digits only, e.g. 2")
             return None
         value = int(value)
         if minimum is not None and value < minimum:
-            self.error(dotted, f"must be at least {minimum}, got {value}")
+            self.error(dotted, f"must be at least {minimum}, got {value}", f"use {minimum} or more")
             return None
         return value
 
@@ -175,14 +175,15 @@ class _Collector:
                 self.error(dotted, "is required", f"set {dotted} in a values file or with --set")
             return None
         if isinstance(value, (dict, list)):
-            self.error(dotted, f"must be a single value, got a {'mapping' if isinstance(value, dict) else 'list'}")
+            self.error(dotted, f"must be a single value, got a {'mapping' if isinstance(value, dict) else 'list'}",
+                       "write one value on the same line as the key")
             return None
         if isinstance(value, bool):
             self.error(dotted, f"must be text, got {value!r}", "quote it in YAML")
             return None
         value = str(value)
         if pattern is not None and not pattern.fullmatch(value):
-            self.error(dotted, f"'{value}' is not a valid name{': ' + rule if rule else ''}")
+            self.error(dotted, f"'{value}' is not a valid name", f"use {rule}" if rule else "see the Azure naming rules")
             return None
         return value
 
@@ -195,7 +196,7 @@ class _Collector:
             return True
         if str(value).lower() in ("false", "no", "0"):
             return False
-        self.error(dotted, f"must be true or false, got {value!r}")
+        self.error(dotted, f"must be true or false, got {value!r}", "write true or false")
         return default
 
     def choice(self, value: Any, dotted: str, choices: tuple[str, ...]) -> str | None:
@@ -211,7 +212,8 @@ class _Collector:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.error(dotted, f"must be a mapping, got {type(value).__name__}")
+            self.error(dotted, f"must be a mapping, got {type(value).__name__}",
+                       "indent its keys under it, as in templates/defaults.yaml")
             return {}
         return value
 
@@ -359,7 +361,8 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
     # --- compute
     compute = job_v.get("compute")
     if compute is None:
-        compute = f"azureml:{cluster.name}" if cluster else None
+        name = cluster.name if cluster else cluster_v.get("name")
+        compute = f"azureml:{name}" if name else None
         if compute is None:
             c.error("job.compute", "is required", "use --compute NAME")
     else:
@@ -376,7 +379,7 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
             c.error(dotted, f"'{key}' is not a valid environment variable name", "use letters, digits and _")
             continue
         if isinstance(value, (dict, list)) or value is None:
-            c.error(dotted, "must be a single value")
+            c.error(dotted, "must be a single value", "environment variables are text, e.g. NCCL_DEBUG: INFO")
             continue
         if SECRET_NAME_RE.search(str(key)):
             c.error(dotted, f"'{key}' looks like a secret; rendered YAML is committed and logged",
@@ -565,7 +568,7 @@ def _environment(c: _Collector, v: dict) -> Environment | None:
     for key in ("pip", "channels", "conda_dependencies"):
         value = v.get(key) or []
         if not isinstance(value, list) or any(isinstance(x, (dict, list)) for x in value):
-            c.error(f"env.{key}", "must be a list of strings")
+            c.error(f"env.{key}", "must be a list of strings", f"e.g. {key}: [a, b]")
             value = []
         lists[key] = tuple(str(x) for x in value)
     if None in (name, version, image, python):
