@@ -172,18 +172,20 @@ def resolve(value_files: list[Path], sets: list[str], args: argparse.Namespace |
     return spec_mod.build(values, origins)
 
 
-def _lint_rendered(files: dict[Path, str], staged: dict[Path, Path]) -> None:
-    """Lint the staged copies (relative paths resolve as they will), report final paths."""
+def _lint_rendered(files: dict[Path, str], staged: dict[Path, Path], already_said: set[str]) -> int:
+    """Lint the staged copies (relative paths resolve as they will), report final paths.
+    Returns the number of warnings; raises LintFailed on errors."""
     from .lint import Document, lint_documents
 
     docs = [Document(staged[path], text, display_as=path) for path, text in files.items() if path.suffix == ".yml"]
-    diagnostics = lint_documents(docs)
+    diagnostics = [d for d in lint_documents(docs) if d.message not in already_said]
     errors = [d for d in diagnostics if d.severity == "error"]
     for d in diagnostics:
         sys.stderr.write(d.format() + "\n")
     if errors:
         sys.stderr.write(f"error: lint found {len(errors)} error(s) in the rendered files; nothing was written\n")
         raise LintFailed("lint failed")
+    return len(diagnostics)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -201,12 +203,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     spec = resolve(args.values, args.sets, args)
     for w in spec.warnings:
         sys.stderr.write(f"warning: {w.line()}\n")
+    said = {w.message for w in spec.warnings}
+    lint_warnings = []
     out_dir = (args.output or Path("rendered")).absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise JobgenError("output path exists and is not a folder", where=str(args.output or "rendered"),
                           hint="choose a folder with -o/--output")
     rendered = render_job(spec, out_dir, args.values)
-    check = None if args.no_lint else (lambda staged: _lint_rendered(rendered.files, staged))
+    check = None if args.no_lint else (lambda staged: lint_warnings.append(_lint_rendered(rendered.files, staged, said)))
     write_files_atomically(rendered.files, check=check)
     produced = {p.resolve() for p in rendered.files}
     for stale in gitops.stale_files(out_dir, produced):
@@ -221,7 +225,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"  {paths.display(path)}")
         shown = paths.display(out_dir)
         if not args.no_lint:
-            print("lint: ok")
+            count = sum(lint_warnings) + len(spec.warnings)
+            print("lint: ok" + (f" ({count} warning{'s' if count != 1 else ''})" if count else ""))
         print(f"next: az ml job create -f {shown}/job.yml"
               + (" (first: az ml compute create / environment create / data create -f the files above)"
                  if len(rendered.files) > 1 else ""))
@@ -241,6 +246,9 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
     stale: list[Path] = []
     for d in defs:
         spec = resolve([d.values], args.sets)
+        if args.no_lint or check:
+            for w in spec.warnings:
+                sys.stderr.write(f"warning: {paths.display(d.values)}: {w.line()}\n")
         rendered = render_job(spec, d.out_dir, [d.values])
         all_files.update(rendered.files)
         stale.extend(gitops.stale_files(d.out_dir, {p.resolve() for p in rendered.files}))
@@ -257,8 +265,8 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
         if not args.quiet:
             print(f"render --check: {len(all_files)} files from {len(defs)} definitions are up to date")
         return 0
-    check = None if args.no_lint else (lambda staged: _lint_rendered(all_files, staged))
-    write_files_atomically(all_files, check=check)
+    lint = None if args.no_lint else (lambda staged: _lint_rendered(all_files, staged, set()))
+    write_files_atomically(all_files, check=lint)
     for path in stale:
         path.unlink()
     if not args.quiet:

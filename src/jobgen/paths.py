@@ -35,9 +35,10 @@ def components_dir() -> Path:
 def display(path: Path) -> str:
     """A path as the user should read it: relative to the current folder when inside it."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:  # pragma: no cover - other drive on Windows
         return str(path)
+    return str(Path(path).absolute()) if rel.startswith("..") else rel
 
 
 def relative_posix(target: Path, start: Path) -> str:

@@ -65,7 +65,7 @@ def render_template(name: str, context: dict, templates: Path | None = None) -> 
     text = text.rstrip("\n") + "\n"
     # The output must be YAML: anything else is a broken template, not bad values.
     try:
-        yaml.safe_load(text)
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise JobgenError(f"template produced invalid YAML ({getattr(exc, 'problem', exc)}, output line "

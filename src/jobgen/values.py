@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,17 @@ FREE_MAPS = {
 
 
 def load_defaults() -> dict[str, Any]:
-    return load_values_file(paths.defaults_file(), what="defaults file")
+    path = paths.defaults_file()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return copy.deepcopy(_defaults_cached(str(path), stamp))
+
+
+@lru_cache(maxsize=4)
+def _defaults_cached(path: str, stamp: int) -> dict[str, Any]:
+    return load_values_file(Path(path), what="defaults file")
 
 
 def load_values_file(path: Path, what: str = "values file") -> dict[str, Any]:

@@ -7,6 +7,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,17 @@ _Dumper.add_representer(str, _str_representer)
 
 def scalar(value: Any) -> str:
     """A value as one YAML flow scalar: plain when that reads back identically, else quoted."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return _scalar_cached(type(value), value)
+    return _scalar(value)
+
+
+@lru_cache(maxsize=4096)
+def _scalar_cached(kind: type, value: Any) -> str:  # the type keeps True apart from 1
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
     if isinstance(value, str) and "\n" in value:
         raise ValueError("multi-line strings must be written with yaml_block")
     text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, width=10**9,

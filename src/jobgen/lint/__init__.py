@@ -60,24 +60,16 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
     """Lint ``docs`` (and local component files they use). With ``explicit``, files that are
     not Azure ML YAML are reported as skipped."""
     by_path = {d.path: d for d in docs}
+    for doc in docs:
+        _parse(doc)
     computes = _compute_catalog(docs)
     queue = list(docs)
     done: list[Document] = []
     while queue:
         doc = queue.pop(0)
         done.append(doc)
-        if doc.diagnostics:  # unreadable
+        if doc.located is None:  # unreadable or not YAML: already reported
             continue
-        try:
-            doc.located = load_located(doc.text, doc.shown)
-        except JobgenError as exc:
-            line = 1
-            where = exc.where or ""
-            if ":" in where and where.rsplit(":", 1)[1].isdigit():
-                line = int(where.rsplit(":", 1)[1])
-            doc.diagnostics.append(Diagnostic(doc.shown, line, ERROR, exc.message, exc.hint))
-            continue
-        doc.kind = detect_kind(doc.data)
         if doc.kind in ("values", "conda"):
             continue
         if doc.kind is None:
@@ -112,6 +104,7 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
                 except (OSError, UnicodeDecodeError):
                     continue
                 by_path[ref] = extra
+                _parse(extra)
                 queue.append(extra)
         if azure:
             from .azure import second_opinion
@@ -126,15 +119,27 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
     return out
 
 
+def _parse(doc: Document) -> None:
+    if doc.diagnostics or doc.located is not None:
+        return
+    try:
+        doc.located = load_located(doc.text, doc.shown)
+    except JobgenError as exc:
+        line = 1
+        where = exc.where or ""
+        if ":" in where and where.rsplit(":", 1)[1].isdigit():
+            line = int(where.rsplit(":", 1)[1])
+        doc.diagnostics.append(Diagnostic(doc.shown, line, ERROR, exc.message, exc.hint))
+        return
+    doc.kind = detect_kind(doc.data)
+
+
 def _compute_catalog(docs: list[Document]) -> dict[str, str]:
     """Compute name -> VM size, from compute YAML among the documents."""
     catalog = {}
     for doc in docs:
-        try:
-            data = load_located(doc.text, doc.shown).data
-        except JobgenError:
-            continue
-        if detect_kind(data) == "compute" and data.get("name") and data.get("size"):
+        data = doc.data
+        if doc.kind == "compute" and data.get("name") and data.get("size"):
             catalog[str(data["name"])] = str(data["size"])
     return catalog
 

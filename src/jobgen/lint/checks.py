@@ -98,18 +98,25 @@ def _mask(command: str) -> str:
     return REF.sub("AZUREML_PLACEHOLDER", command)
 
 
+@lru_cache(maxsize=1024)
+def _split(command: str) -> tuple[str, ...] | None:
+    try:
+        return tuple(shlex.split(_mask(command), comments=False))
+    except ValueError:
+        return None
+
+
 def script_of(command: str) -> tuple[str, str] | None:
     """('file', 'train.py') or ('module', 'pkg.mod') for the Python entry point a command runs."""
-    try:
-        tokens = shlex.split(_mask(command), comments=False)
-    except ValueError:
+    tokens = _split(command)
+    if tokens is None:
         return None
     if any(t in ("cd", "pushd") for t in tokens):
         return None  # the working folder changes: do not guess
     for i, token in enumerate(tokens):
         base = os.path.basename(token)
         if re.fullmatch(r"python(3(\.\d+)?)?", base):
-            rest = tokens[i + 1:]
+            rest = list(tokens[i + 1:])
             j = 0
             while j < len(rest) and rest[j].startswith("-") and rest[j] != "-m":
                 j += 1
@@ -122,16 +129,15 @@ def script_of(command: str) -> tuple[str, str] | None:
                 return ("file", rest[j])
             return None
         if base in ("torchrun", "deepspeed", "accelerate", "mpirun", "horovodrun"):
-            return _first_py(tokens[i + 1:])
+            return _first_py(list(tokens[i + 1:]))
     return None
 
 
 def per_node_workers(command: str) -> int | None:
     """Workers each launched copy of ``command`` starts itself (torchrun's --nproc_per_node),
     1 for a plain command, None when it cannot be told (``auto``, a variable)."""
-    try:
-        tokens = shlex.split(_mask(command))
-    except ValueError:
+    tokens = _split(command)
+    if tokens is None:
         return 1
     launcher = False
     for i, token in enumerate(tokens):
@@ -426,8 +432,8 @@ class Checker:
         workers = per_node_workers(d["command"]) if isinstance(d.get("command"), str) else 1
         if p is None and not d.get("distribution"):
             p = 1
-        self.fits_compute(ypath + ("distribution", "process_count_per_instance"), d.get("compute"),
-                          p * workers if p and workers else None)
+        where = ypath + ("distribution", "process_count_per_instance") if d.get("distribution") else ypath + ("compute",)
+        self.fits_compute(where, d.get("compute"), p * workers if p and workers else None)
         self.env_vars(ypath + ("environment_variables",), d.get("environment_variables"))
         limits = d.get("limits")
         if isinstance(limits, dict) and "timeout" in limits:
