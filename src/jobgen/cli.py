@@ -166,9 +166,11 @@ def resolve(value_files: list[Path], sets: list[str], args: argparse.Namespace |
     from . import spec as spec_mod
     from .values import resolve_values
 
-    patch, origins = flags_patch(args) if args is not None else ({}, {})
+    patch, flag_origins = flags_patch(args) if args is not None else ({}, {})
+    origins: dict[str, str] = {}
+    values = resolve_values(value_files, sets, patch, origins)
+    origins.update(flag_origins)
     origins.update(_set_origins(sets))
-    values = resolve_values(value_files, sets, patch)
     return spec_mod.build(values, origins)
 
 

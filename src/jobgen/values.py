@@ -163,14 +163,31 @@ def set_path(values: dict[str, Any], assignment: str, defaults: dict[str, Any]) 
     return deep_merge(values, patch)
 
 
-def resolve_values(files: list[Path], sets: list[str], flags: dict[str, Any] | None = None) -> dict[str, Any]:
-    """defaults < files (in order) < flags (already shaped as a patch) < --set (in order)."""
+def leaf_paths(data: Any, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Dotted paths of every value in a nested mapping (mappings themselves included)."""
+    out = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = prefix + (str(key),)
+            out.append(".".join(path))
+            out.extend(leaf_paths(value, path))
+    return out
+
+
+def resolve_values(files: list[Path], sets: list[str], flags: dict[str, Any] | None = None,
+                   origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """defaults < files (in order) < flags (already shaped as a patch) < --set (in order).
+    ``origins`` (if given) learns which values file set each path, for error messages."""
     defaults = load_defaults()
     values = copy.deepcopy(defaults)
     for f in files:
         data = load_values_file(Path(f))
         check_known_keys(data, defaults, where=str(f))
         values = deep_merge(values, data)
+        if origins is not None:
+            shown = paths.display(Path(f))
+            for dotted in leaf_paths(data):
+                origins[dotted] = f"{shown}: {dotted}"
     if flags:
         values = deep_merge(values, flags)
     for assignment in sets:
