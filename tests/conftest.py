@@ -51,3 +51,6 @@ def checkout(tmp_path, monkeypatch):
         shutil.copytree(ROOT / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setenv("JOBGEN_ROOT", str(dest))
     return dest
+
+sys.path.insert(0, str(ROOT / "src" / "trainer"))  # trainkit, as Azure's code snapshot sees it
+sys.path.insert(0, str(ROOT / "tests"))  # helpers

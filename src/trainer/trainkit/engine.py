@@ -1,0 +1,549 @@
+"""Distributed training: the shape of pytorch/examples' ddp-tutorial-series multinode.py
+(a small ``main()``, a ``Trainer`` with ``_run_epoch``, ``_save_snapshot``,
+``_load_snapshot``), with its known faults fixed: it resumes at the *next* epoch, saves
+optimizer, scheduler and history, only global rank 0 writes, and checkpoints are written
+atomically. A SIGTERM (Azure preempting a low-priority node) finishes the current step,
+checkpoints and exits; the requeued job resumes from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import data as data_mod
+from .artifacts import CHECKPOINT_FILE, atomic_torch_save, atomic_write_text, load_checkpoint, save_model_dir
+from .errors import TrainError
+from .launcher import DistEnv, detect
+from .models import ARCHS, build_model, is_convolutional
+
+EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a process killed by SIGTERM would report
+
+
+# ------------------------------------------------------------------ arguments
+
+def str2bool(value: str) -> bool:
+    """Azure pastes a YAML boolean into the command as True/False; accept every spelling."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "on"):
+        return True
+    if text in ("false", "0", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Train an image classifier (ResNet transfer learning) or the penguins MLP, "
+        "on one process or many (torchrun, Azure ML pytorch/mpi distributions).")
+    p.add_argument("--task", choices=("images", "penguins"), default="images")
+    p.add_argument("--data", "--data-dir", "--data-file", dest="data", type=Path, required=True,
+                   help="images: folder with train/<class>/ and val/<class>/; penguins: the CSV file")
+    p.add_argument("--arch", choices=ARCHS, default=None, help="default: resnet18 (images), mlp (penguins)")
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--batch-size", type=int, default=32, help="per process")
+    p.add_argument("--learning-rate", type=float, default=0.001,
+                   help="images: SGD learning rate; penguins: Adam's, multiplied by the world size")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--step-size", type=int, default=7, help="StepLR step (epochs)")
+    p.add_argument("--gamma", type=float, default=0.1, help="StepLR factor")
+    p.add_argument("--pretrained", type=str2bool, default=False, help="start from torchvision's ImageNet weights")
+    p.add_argument("--freeze-backbone", type=str2bool, default=False, help="train the new head only")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 autocast on CUDA and on CPUs with bf16 matrix units, else fp32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers per process (default: from CPUs)")
+    p.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (opt-in)")
+    p.add_argument("--model-dir", type=Path, default=Path("outputs/model"))
+    p.add_argument("--checkpoint-dir", type=Path, default=Path("outputs/checkpoints"))
+    args = p.parse_args(argv)
+    if args.arch is None:
+        args.arch = "mlp" if args.task == "penguins" else "resnet18"
+    if (args.task == "penguins") != (args.arch == "mlp"):
+        p.error(f"--arch {args.arch} does not fit --task {args.task} (penguins use mlp, images a resnet)")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.learning_rate > 0:
+        p.error("--learning-rate must be positive")
+    return args
+
+
+# ------------------------------------------------------------------ precision and devices
+
+def cpu_has_bf16() -> bool:
+    """bf16 matrix units (AMX or AVX512-BF16), where autocast to bf16 pays off on a CPU."""
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+    except (AttributeError, RuntimeError):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(choice: str, device: torch.device) -> torch.dtype | None:
+    if choice == "fp32":
+        return None
+    if choice == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
+# ------------------------------------------------------------------ sampling
+
+class EpochSampler(Sampler):
+    """Shards indices across ranks like DistributedSampler (shuffled by seed + epoch) and
+    yields (epoch, index) pairs, so that a sample's augmentation can be seeded by
+    (seed, epoch, index): identical whether the job ran straight through or resumed, and
+    whatever the number of DataLoader workers. ``skip`` drops the first batches of an
+    epoch (resuming after a preemption mid-epoch)."""
+
+    def __init__(self, size: int, rank: int, world: int, seed: int, shuffle: bool, pad: bool):
+        self.size, self.rank, self.world, self.seed = size, rank, world, seed
+        self.shuffle, self.pad = shuffle, pad
+        self.epoch = 0
+        self.skip = 0
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        else:
+            order = list(range(self.size))
+        if self.pad:  # equal shards, as DDP needs the same number of steps on every rank
+            per_rank = math.ceil(self.size / self.world)
+            order += order[: per_rank * self.world - len(order)]
+        return order[self.rank::self.world][self.skip:]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in self.indices()])
+
+    def __len__(self) -> int:
+        return len(self.indices())
+
+
+class Seeded(Dataset):
+    """Takes (epoch, index) from ``EpochSampler``; seeds the RNG per sample when the
+    dataset's transforms are random."""
+
+    def __init__(self, dataset: Dataset, seed: int, random_transforms: bool):
+        self.dataset, self.seed, self.random_transforms = dataset, seed, random_transforms
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        if self.random_transforms:
+            sample_seed = (self.seed * 1_000_003 + epoch * 100_003 + index) % (2**63)
+            torch.manual_seed(sample_seed)
+            random.seed(sample_seed)
+        return self.dataset[index]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # pragma: no cover
+        pass
+
+
+# ------------------------------------------------------------------ the trainer
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace, env: DistEnv, task: data_mod.TaskData, device: torch.device):
+        self.args, self.env, self.task, self.device = args, env, task, device
+        self.autocast_dtype = resolve_precision(args.precision, device)
+        self.conv = is_convolutional(args.arch)
+        self.stop_requested = False
+        self.history: list[dict[str, float]] = []
+        self.start_epoch = 0
+        self.skip_batches = 0
+        self.mlflow_run_id: str | None = None
+        self.checkpoint = args.checkpoint_dir / CHECKPOINT_FILE
+
+        seed_everything(args.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+        model = build_model(args.arch, len(task.classes), args.pretrained, args.freeze_backbone,
+                            inputs=task.input_shape[0])
+        model = model.to(device)
+        if self.conv:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        if args.task == "penguins":
+            # as the lab's Horovod version: scale the learning rate by the number of processes
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=args.learning_rate * env.world_size)
+            self.scheduler = None
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum)
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=args.step_size, gamma=args.gamma)
+        self.loss_fn = nn.CrossEntropyLoss()
+
+        workers = args.num_workers
+        if workers is None:
+            workers = data_mod.default_workers(env.local_world_size) if args.task == "images" else 0
+        self.train_sampler = EpochSampler(len(task.train), env.rank, env.world_size, args.seed, shuffle=True, pad=True)
+        self.val_sampler = EpochSampler(len(task.val), env.rank, env.world_size, args.seed, shuffle=False, pad=False)
+        random_transforms = args.task == "images"
+        loader_args = dict(batch_size=args.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                           persistent_workers=workers > 0)
+        self.train_loader = DataLoader(Seeded(task.train, args.seed, random_transforms), sampler=self.train_sampler,
+                                       **loader_args)
+        self.val_loader = DataLoader(Seeded(task.val, args.seed, False), sampler=self.val_sampler, **loader_args)
+
+        snap = load_checkpoint(self.checkpoint, args.arch, args.task)
+        if snap is not None:
+            self._load_snapshot(snap)
+        if env.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if args.compile:
+            self.model = torch.compile(self.model)
+
+    @property
+    def raw_model(self) -> nn.Module:
+        model = self.model
+        model = getattr(model, "_orig_mod", model)
+        return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+    # -------------------------------------------------------------- steps
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device, non_blocking=True)
+        if self.conv:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
+
+    def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.loss_fn(self.model(x).float(), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _stop_agreed(self) -> bool:
+        """Every rank must stop after the same step, or the others would wait forever in the
+        next all-reduce; one tiny all-reduce per step carries the flag."""
+        if not self.env.distributed:
+            return self.stop_requested
+        flag = torch.tensor([1.0 if self.stop_requested else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _run_epoch(self, epoch: int) -> tuple[float, int, float, bool]:
+        """One epoch; returns (mean train loss, samples seen by all ranks, seconds, stopped)."""
+        self.model.train()
+        self.train_sampler.epoch = epoch
+        self.train_sampler.skip = self.skip_batches * self.args.batch_size
+        done_before = self.skip_batches
+        self.skip_batches = 0
+        loss_sum = torch.zeros((), device=self.device)
+        count = torch.zeros((), device=self.device)
+        start = time.perf_counter()
+        stopped = False
+        for step, (x, y) in enumerate(self.train_loader, start=done_before):
+            x, y = self._to_device(x, y)
+            loss = self._run_batch(x, y)
+            loss_sum += loss * y.shape[0]  # stays on the device: no host sync per step
+            count += y.shape[0]
+            if self._stop_agreed():
+                self._save_snapshot(epoch, next_batch=step + 1)
+                stopped = True
+                break
+        totals = torch.stack([loss_sum, count])
+        if self.env.distributed:
+            dist.all_reduce(totals)
+        seconds = time.perf_counter() - start
+        samples = int(totals[1].item())
+        return (totals[0] / totals[1].clamp(min=1)).item(), samples, seconds, stopped
+
+    @torch.no_grad()
+    def _evaluate(self) -> tuple[float, float]:
+        self.model.eval()
+        totals = torch.zeros(3, device=self.device)  # loss sum, correct, count
+        for x, y in self.val_loader:
+            x, y = self._to_device(x, y)
+            with self._autocast():
+                logits = self.model(x).float()
+            totals[0] += self.loss_fn(logits, y) * y.shape[0]
+            totals[1] += (logits.argmax(1) == y).sum()
+            totals[2] += y.shape[0]
+        if self.env.distributed:
+            dist.all_reduce(totals)
+        n = totals[2].clamp(min=1)
+        return (totals[0] / n).item(), (totals[1] / n).item()
+
+    # -------------------------------------------------------------- snapshots
+    def _rng_state(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        try:
+            import numpy as np
+
+            state["numpy"] = np.random.get_state()
+        except ImportError:  # pragma: no cover
+            pass
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _save_snapshot(self, epoch: int, next_batch: int = 0) -> None:
+        """Only global rank 0 writes. ``epoch`` is the last finished epoch, or with
+        ``next_batch`` the epoch in progress and where to pick it up."""
+        if not self.env.is_main:
+            return
+        snap = {
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": epoch,
+            "next_batch": next_batch,
+            "history": self.history,
+            "rng": self._rng_state(),
+            "arch": self.args.arch,
+            "task": self.args.task,
+            "classes": self.task.classes,
+            "world_size": self.env.world_size,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+        atomic_torch_save(snap, self.checkpoint)
+
+    def _load_snapshot(self, snap: dict[str, Any]) -> None:
+        try:
+            self.raw_model.load_state_dict(snap["model"])
+        except RuntimeError as exc:
+            raise TrainError(f"checkpoint {self.checkpoint} does not fit this model ({str(exc).splitlines()[0]})",
+                             "use an empty --checkpoint-dir") from None
+        self.optimizer.load_state_dict(snap["optimizer"])
+        if self.scheduler is not None and snap.get("scheduler"):
+            self.scheduler.load_state_dict(snap["scheduler"])
+        self.history = list(snap.get("history") or [])
+        self.mlflow_run_id = snap.get("mlflow_run_id")
+        if snap.get("next_batch"):
+            self.start_epoch, self.skip_batches = snap["epoch"], snap["next_batch"]
+        else:
+            self.start_epoch = snap["epoch"] + 1  # resume at the next epoch, not the one just done
+        if snap.get("world_size") not in (None, self.env.world_size) and snap.get("next_batch"):
+            self.skip_batches = 0  # shards differ with another world size: restart that epoch
+        rng = snap.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "python" in rng:
+            random.setstate(rng["python"])
+
+    # -------------------------------------------------------------- the loop
+    def train(self) -> bool:
+        """Runs the remaining epochs; False when stopped by SIGTERM (checkpoint written)."""
+        args, env = self.args, self.env
+        tracker = Tracker(self) if env.is_main else None
+        if env.is_main:
+            where = f"resuming at epoch {self.start_epoch + 1}" if self.start_epoch or self.skip_batches else "starting"
+            print(f"[train] {where}: {args.task}/{args.arch}, {env.world_size} process(es) ({env.launcher}), "
+                  f"device {self.device.type}, precision {self.autocast_dtype or torch.float32}, "
+                  f"{len(self.task.train)} train / {len(self.task.val)} val samples", flush=True)
+        try:
+            for epoch in range(self.start_epoch, args.epochs):
+                seed_everything(args.seed + 7919 * env.rank + 104729 * epoch)  # per rank, per epoch
+                train_loss, samples, seconds, stopped = self._run_epoch(epoch)
+                if stopped:
+                    if env.is_main:
+                        print(f"[train] stopped by SIGTERM in epoch {epoch + 1}; checkpoint written to "
+                              f"{self.checkpoint}", flush=True)
+                    return False
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                val_loss, val_acc = self._evaluate()
+                record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                          "val_accuracy": val_acc, "samples_per_s": samples / max(seconds, 1e-9)}
+                self.history.append(record)
+                if tracker is not None:
+                    tracker.epoch(record)
+                self._save_snapshot(epoch)
+            if tracker is not None:
+                tracker.finish()
+            return True
+        finally:
+            if tracker is not None:
+                tracker.close()
+
+
+class Tracker:
+    """Rank 0's reporting: stdout, MLflow, the loss curve and the model folder."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.args = trainer.args
+        self.mlflow = start_mlflow(trainer)
+        self.last_plot = time.monotonic()
+
+    def epoch(self, record: dict[str, float]) -> None:
+        print(f"[train] epoch {record['epoch']}/{self.args.epochs} train_loss={record['train_loss']:.4f} "
+              f"val_loss={record['val_loss']:.4f} val_accuracy={record['val_accuracy']:.4f} "
+              f"samples/s={record['samples_per_s']:.1f}", flush=True)
+        if self.mlflow is not None:
+            metrics = {k: v for k, v in record.items() if k != "epoch"}
+            self.mlflow.log_metrics(metrics, step=int(record["epoch"]))
+        if time.monotonic() - self.last_plot > 30:  # a live curve for long epochs; drawing costs ~0.2 s
+            write_loss_curve(self.trainer.history, self.args.model_dir / "loss_curve.png")
+            self.last_plot = time.monotonic()
+
+    def finish(self) -> None:
+        t = self.trainer
+        last = t.history[-1] if t.history else {}
+        best = max((r["val_accuracy"] for r in t.history), default=None)
+        meta = {
+            "task": self.args.task, "arch": self.args.arch, "classes": t.task.classes,
+            "input_shape": t.task.input_shape, "preprocessing": t.task.preprocessing,
+            "metrics": {"val_accuracy": last.get("val_accuracy"), "best_val_accuracy": best,
+                        "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss"),
+                        "epochs": len(t.history)},
+            "training": {"seed": self.args.seed, "world_size": t.env.world_size, "launcher": t.env.launcher,
+                         "precision": str(t.autocast_dtype or torch.float32).replace("torch.", ""),
+                         "batch_size_per_process": self.args.batch_size},
+            "mlflow_run_id": t.mlflow_run_id,
+            "versions": {"torch": torch.__version__.split("+")[0], "python": sys.version.split()[0]},
+        }
+        save_model_dir(self.args.model_dir, t.raw_model, meta)
+        atomic_write_text(self.args.model_dir / "metrics.json", json.dumps(t.history, indent=2) + "\n")
+        write_loss_curve(t.history, self.args.model_dir / "loss_curve.png")
+        if self.mlflow is not None:
+            self.mlflow.log_metric("final_val_accuracy", last.get("val_accuracy", 0.0))
+            self.mlflow.log_artifact(str(self.args.model_dir / "loss_curve.png"))
+            self.mlflow.log_artifact(str(self.args.model_dir / "model.json"))
+        print(f"[train] done: val_accuracy={last.get('val_accuracy', float('nan')):.4f}; model in "
+              f"{self.args.model_dir}; loss curve {self.args.model_dir / 'loss_curve.png'}", flush=True)
+
+    def close(self) -> None:
+        if self.mlflow is not None:
+            self.mlflow.end_run()
+
+
+def start_mlflow(trainer: Trainer):
+    """MLflow on rank 0: on Azure the job's tracking URI and run are configured already;
+    locally an embedded SQLite store (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module="mlflow")
+    import mlflow
+
+    for name in ("mlflow", "alembic"):  # after the import: mlflow sets its own levels then
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", f"jobgen-{trainer.args.task}"))
+    run_id = os.environ.get("MLFLOW_RUN_ID") or trainer.mlflow_run_id
+    try:
+        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run()
+    except Exception:  # the stored run is gone (another store): start a new one
+        run = mlflow.start_run()
+    trainer.mlflow_run_id = run.info.run_id
+    args = trainer.args
+    if not run_id:
+        mlflow.log_params({"task": args.task, "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
+                           "learning_rate": args.learning_rate, "world_size": trainer.env.world_size,
+                           "launcher": trainer.env.launcher, "pretrained": args.pretrained,
+                           "precision": args.precision, "seed": args.seed})
+    return mlflow
+
+
+def write_loss_curve(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
+    ax.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title(f"loss per epoch (val accuracy {history[-1]['val_accuracy']:.3f})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    from .artifacts import atomic_write_bytes
+
+    atomic_write_bytes(path, lambda fh: fh.write(buffer.getvalue()))
+
+
+# ------------------------------------------------------------------ entry point
+
+def setup_device(env: DistEnv) -> torch.device:
+    if torch.cuda.is_available():
+        device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    if "OMP_NUM_THREADS" not in os.environ:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover
+            cpus = os.cpu_count() or 1
+        torch.set_num_threads(max(1, cpus // max(env.local_world_size, 1)))
+    return torch.device("cpu")
+
+
+def init_distributed(env: DistEnv, device: torch.device) -> None:
+    if not env.distributed:
+        return
+    os.environ.update(env.torch_environ())  # MPI ranks: translate to torch.distributed's variables
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://", rank=env.rank, world_size=env.world_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        env = detect()
+        device = setup_device(env)
+        init_distributed(env, device)
+        try:
+            task = data_mod.load_task(args.task, args.data, args.seed)
+            trainer = Trainer(args, env, task, device)
+            signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
+            finished = trainer.train()
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    except TrainError as exc:
+        sys.stderr.write(f"error: {exc.line()}\n")
+        return 2
+    return 0 if finished else EXIT_PREEMPTED

@@ -1,0 +1,53 @@
+"""Real inputs for parity checks and prediction: validation images or penguin rows, turned
+into model inputs exactly as training's validation did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import data as data_mod
+from .errors import TrainError
+
+
+def image_tensor(path: Path) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise TrainError(f"image {path} cannot be read ({exc})", "pass JPEG or PNG files") from None
+    return data_mod.image_transforms(train=False)(image)
+
+
+def validation_inputs(meta: dict[str, Any], data: Path, limit: int, seed: int | None = None) -> torch.Tensor:
+    """Up to ``limit`` validation samples from the training data (the same split training used)."""
+    if meta["task"] == "images":
+        root = Path(data)
+        classes = data_mod.check_image_folder(root)
+        if classes != meta["classes"]:
+            raise TrainError(f"classes in {root} ({classes}) differ from the model's ({meta['classes']})",
+                             "pass the data the model was trained on")
+        files = [p for name in classes for p in data_mod._image_files(root / "val" / name)]
+        picked = files[::max(1, len(files) // limit)][:limit] if len(files) > limit else files
+        return torch.stack([image_tensor(p) for p in picked])
+    frame = data_mod.read_penguins(Path(data))
+    split_seed = seed if seed is not None else meta.get("training", {}).get("seed", 0)
+    _, val_idx = data_mod.split_indices(len(frame), split_seed)
+    return data_mod.penguin_features(frame.iloc[val_idx.tolist()[:limit]])
+
+
+def image_inputs(folder: Path, limit: int = 256) -> tuple[list[str], torch.Tensor]:
+    folder = Path(folder)
+    if not folder.exists():
+        raise TrainError(f"image folder {folder} does not exist")
+    files = sorted(p for p in (folder.rglob("*") if folder.is_dir() else [folder])
+                   if p.is_file() and p.suffix.lower() in data_mod.IMAGE_EXTENSIONS)
+    if not files:
+        raise TrainError(f"no images in {folder}", f"pass a folder of {', '.join(data_mod.IMAGE_EXTENSIONS[:3])} files")
+    if len(files) > limit:
+        raise TrainError(f"{len(files)} images in {folder}; at most {limit} per call", "split the folder")
+    return [str(p) for p in files], torch.stack([image_tensor(p) for p in files])

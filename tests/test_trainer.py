@@ -1,0 +1,334 @@
+"""The trainer as Azure runs it: one process, torchrun, Open MPI; resume after a kill;
+SIGTERM; ONNX export with parity; registration; prediction; bad input. CPU, gloo, one
+thread per process, small data made by the tests."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from helpers import runs
+from helpers.datasets import make_images, penguins_csv
+
+PENGUIN_ARGS = ["--task", "penguins", "--epochs", "30", "--batch-size", "16", "--precision", "fp32"]
+IMAGE_ARGS = ["--task", "images", "--epochs", "3", "--batch-size", "4", "--learning-rate", "0.003"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trainer")
+    penguins_csv(root / "penguins.csv")
+    make_images(root / "images", per_class_train=12, per_class_val=6)
+    return root
+
+
+def _ok(result, what="run"):
+    assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _meta(model_dir: Path) -> dict:
+    return json.loads((model_dir / "model.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def penguins_torchrun(work):
+    out = work / "pt"
+    _ok(runs.run("train.py", [*PENGUIN_ARGS, "--data", work / "penguins.csv", "--model-dir", out / "model",
+                              "--checkpoint-dir", out / "ckpt"], work, procs=2, launcher="torchrun"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def images_single(work):
+    out = work / "im1"
+    result = _ok(runs.run("train.py", [*IMAGE_ARGS, "--data", work / "images", "--model-dir", out / "model",
+                                       "--checkpoint-dir", out / "ckpt"], work))
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def images_two(work):
+    out = work / "im2"
+    _ok(runs.run("train.py", [*IMAGE_ARGS, "--data", work / "images", "--model-dir", out / "model",
+                              "--checkpoint-dir", out / "ckpt"], work, procs=2, launcher="torchrun"))
+    return out
+
+
+# ------------------------------------------------------------------ accuracy
+
+def test_penguins_two_processes_under_torchrun(penguins_torchrun):
+    meta = _meta(penguins_torchrun / "model")
+    assert meta["training"]["world_size"] == 2 and meta["training"]["launcher"] == "torchrun"
+    assert meta["metrics"]["val_accuracy"] >= 0.95
+    assert (penguins_torchrun / "model" / "loss_curve.png").stat().st_size > 5000
+    history = json.loads((penguins_torchrun / "model" / "metrics.json").read_text())
+    assert len(history) == 30 and all({"train_loss", "val_loss", "val_accuracy", "samples_per_s"} <= set(r)
+                                      for r in history)
+
+
+@pytest.mark.skipif(runs.mpirun() is None, reason="Open MPI's mpirun is not installed")
+def test_open_mpi_trains_identically_to_torchrun(work, penguins_torchrun):
+    out = work / "mpi"
+    _ok(runs.run("train.py", [*PENGUIN_ARGS, "--data", work / "penguins.csv", "--model-dir", out / "model",
+                              "--checkpoint-dir", out / "ckpt"], work, procs=2, launcher="mpi"))
+    assert _meta(out / "model")["training"]["launcher"] == "mpi"
+    assert runs.same_weights(out / "model", penguins_torchrun / "model")
+
+
+def test_images_single_process(images_single):
+    out, result = images_single
+    meta = _meta(out / "model")
+    assert meta["metrics"]["val_accuracy"] > 0.9
+    assert meta["classes"] == ["chickens", "turkeys"] and meta["input_shape"] == [3, 224, 224]
+    assert meta["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert "precision torch.bfloat16" in result.stdout or "precision torch.float32" in result.stdout
+    assert "epoch 3/3" in result.stdout and "samples/s=" in result.stdout
+
+
+def test_images_two_processes(images_two):
+    meta = _meta(images_two / "model")
+    assert meta["metrics"]["val_accuracy"] > 0.9 and meta["training"]["world_size"] == 2
+
+
+# ------------------------------------------------------------------ resume
+
+def _checkpoint_epoch(path: Path):
+    import torch
+
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+    except Exception:  # being replaced right now
+        return None
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_killed_after_epoch_one_resumes_at_epoch_two_with_identical_weights(work, images_single, images_two, procs):
+    baseline = images_single[0] if procs == 1 else images_two
+    out = work / f"resume{procs}"
+    args = [*IMAGE_ARGS, "--data", work / "images", "--model-dir", out / "model", "--checkpoint-dir", out / "ckpt"]
+    launcher = "torchrun" if procs == 2 else "single"
+    proc = runs.start("train.py", args, work, procs=procs, launcher=launcher)
+    checkpoint = out / "ckpt" / "checkpoint.pt"
+    runs.wait_for(checkpoint.exists, proc=proc)  # the first checkpoint is written after epoch 1
+    runs.kill_group(proc, signal.SIGKILL)  # mid epoch 2: nothing but the epoch-1 checkpoint survives
+    assert _checkpoint_epoch(checkpoint) == 0, "killed too late: epoch 2 had finished"
+    assert not (out / "model" / "model.pt").exists()
+    result = _ok(runs.run("train.py", args, work, procs=procs, launcher=launcher), "resumed run")
+    assert "resuming at epoch 2" in result.stdout
+    assert "epoch 1/3" not in result.stdout and "epoch 3/3" in result.stdout
+    assert runs.same_weights(out / "model", baseline / "model")
+    assert len(json.loads((out / "model" / "metrics.json").read_text())) == 3  # history survived the kill
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_resumes(work):
+    out = work / "term"
+    args = ["--task", "penguins", "--epochs", "40", "--batch-size", "4", "--precision", "fp32",
+            "--data", work / "penguins.csv", "--model-dir", out / "model", "--checkpoint-dir", out / "ckpt"]
+    proc = runs.start("train.py", args, work)
+    runs.wait_for((out / "ckpt" / "checkpoint.pt").exists, proc=proc)
+    output = runs.kill_group(proc, signal.SIGTERM)
+    assert proc.returncode == 143, output
+    assert "stopped by SIGTERM" in output
+    import torch
+
+    snap = torch.load(out / "ckpt" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert snap["next_batch"] > 0 or snap["epoch"] >= 1
+    result = _ok(runs.run("train.py", args, work), "resumed run")
+    assert "resuming at epoch" in result.stdout and "epoch 40/40" in result.stdout
+    assert _meta(out / "model")["metrics"]["val_accuracy"] >= 0.95
+
+
+# ------------------------------------------------------------------ export, register, predict
+
+@pytest.mark.parametrize("task", ["penguins", "images"])
+def test_onnx_parity_registration_and_prediction(work, penguins_torchrun, images_single, task, monkeypatch):
+    model = penguins_torchrun / "model" if task == "penguins" else images_single[0] / "model"
+    data = work / "penguins.csv" if task == "penguins" else work / "images"
+    onnx_dir = work / f"onnx-{task}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    monkeypatch.chdir(work)
+    from trainkit import onnx_export, registry
+
+    export_args = ["--model-dir", model, "--data", data, "--output-dir", onnx_dir]
+    register_args = ["--model-dir", model, "--onnx-dir", onnx_dir, "--model-name", f"test-{task}",
+                     "--output-dir", work / f"reg-{task}"]
+    if task == "penguins":  # the command lines, through real processes
+        assert "ONNX parity ok" in _ok(runs.run("export_onnx.py", export_args, work)).stdout
+        assert "version 1" in _ok(runs.run("register.py", register_args, work)).stdout
+    else:  # the same main()s in-process
+        assert onnx_export.main([str(a) for a in export_args]) == 0
+        assert registry.main([str(a) for a in register_args]) == 0
+    report = json.loads((onnx_dir / "report.json").read_text())
+    assert report["ok"] and report["max_abs_diff"] <= 1e-4 and report["predictions_equal"]
+    assert report["samples"] >= 12
+
+    # registering again makes version 2
+    name = f"test-{task}"
+    registration = json.loads((work / f"reg-{task}" / "registration.json").read_text())
+    assert registration["version"] == 1
+    assert registration["tags"]["onnx_parity"] == "ok"
+    assert registration["tags"]["source_run"] == _meta(model)["mlflow_run_id"]
+    assert float(registration["tags"]["val_accuracy"]) == pytest.approx(_meta(model)["metrics"]["val_accuracy"], abs=1e-4)
+    assert registry.register(model, onnx_dir, name)["version"] == 2
+
+    from trainkit.predict import predict
+
+    if task == "penguins":
+        rows = [{"island": "Biscoe", "bill_length_mm": 48.7, "bill_depth_mm": 14.1, "flipper_length_mm": 210,
+                 "body_mass_g": 4450},
+                {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
+                 "body_mass_g": 3750}]
+        by_torch = predict(model, onnx=False, rows=rows)
+        by_onnx = predict(onnx_dir, onnx=True, rows=rows)
+        expected = ["Gentoo", "Adelie"]
+    else:
+        folder = work / "images" / "val" / "turkeys"
+        by_torch = predict(model, onnx=False, images=folder)
+        by_onnx = predict(onnx_dir, onnx=True, images=folder)
+        expected = ["turkeys"] * len(list(folder.iterdir()))
+    assert [p["class"] for p in by_torch] == expected and [p["class"] for p in by_onnx] == expected
+    for a, b in zip(by_torch, by_onnx):
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-4)
+
+
+def test_predict_cli_prints_json(work, penguins_torchrun):
+    rows = json.dumps({"island": "Dream", "bill_length_mm": 46.5, "bill_depth_mm": 17.9, "flipper_length_mm": 192,
+                       "body_mass_g": 3500})
+    result = _ok(runs.run("predict.py", ["--model-dir", penguins_torchrun / "model", "--input", rows], work))
+    prediction = json.loads(result.stdout)["predictions"][0]
+    assert prediction["class"] == "Chinstrap" and 0 < prediction["probability"] <= 1
+    bad = runs.run("predict.py", ["--model-dir", penguins_torchrun / "model", "--input", "[{\"island\": \"Mars\"}]"], work)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_nothing_registered_without_a_good_export(work, penguins_torchrun, images_single):
+    import mlflow
+
+    broken = work / "onnx-broken"
+    broken.mkdir()
+    (broken / "report.json").write_text(json.dumps({"ok": False, "max_abs_diff": 0.5}))
+    (broken / "model.onnx").write_text("not a model")
+    for onnx_dir, text in ((work / "missing", "the export did not run"), (broken, "another model")):
+        result = runs.run("register.py", ["--model-dir", penguins_torchrun / "model", "--onnx-dir", onnx_dir,
+                                          "--model-name", "never"], work)
+        assert result.returncode == 2 and text in result.stderr and "nothing was registered" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    assert not [m for m in mlflow.search_registered_models() if m.name == "never"]
+
+
+# ------------------------------------------------------------------ bad input
+
+def _bad_images(root: Path, kind: str) -> Path:
+    make_images(root, per_class_train=2, per_class_val=1)
+    if kind == "empty-class":
+        for f in (root / "train" / "turkeys").iterdir():
+            f.unlink()
+    elif kind == "one-class":
+        import shutil
+
+        shutil.rmtree(root / "train" / "turkeys")
+        shutil.rmtree(root / "val" / "turkeys")
+    elif kind == "unreadable":
+        (root / "train" / "chickens" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("missing", "does not exist"),
+    ("empty-class", "train/turkeys holds no images"),
+    ("one-class", "has 1 class folder (chickens)"),
+    ("unreadable", "broken.jpg cannot be read"),
+    ("csv-column", "has no column 'body_mass_g'"),
+    ("other-arch-checkpoint", "was written for penguins/mlp, this job trains images/resnet18"),
+])
+def test_bad_input_is_one_clear_line(work, tmp_path, kind, expected, monkeypatch, capsys):
+    args = ["--epochs", "1", "--model-dir", tmp_path / "model", "--checkpoint-dir", tmp_path / "ckpt"]
+    if kind == "missing":
+        args += ["--task", "images", "--data", tmp_path / "nothing"]
+    elif kind == "csv-column":
+        import pandas as pd
+
+        frame = pd.read_csv(work / "penguins.csv").drop(columns=["body_mass_g"])
+        frame.to_csv(tmp_path / "p.csv", index=False)
+        args += ["--task", "penguins", "--data", tmp_path / "p.csv"]
+    elif kind == "other-arch-checkpoint":
+        import shutil
+
+        (tmp_path / "ckpt").mkdir()
+        shutil.copyfile(work / "pt" / "ckpt" / "checkpoint.pt", tmp_path / "ckpt" / "checkpoint.pt")
+        args += ["--task", "images", "--data", work / "images"]
+    else:
+        args += ["--task", "images", "--data", _bad_images(tmp_path / "data", kind)]
+    if kind == "missing":  # through a real process once
+        result = runs.run("train.py", args, work)
+        rc, stderr = result.returncode, result.stderr
+    else:  # the same main(), in-process (saves starting torch for each case)
+        from trainkit.engine import main
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        rc = main([str(a) for a in args])
+        stderr = capsys.readouterr().err
+    assert rc == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "model" / "model.pt").exists()
+
+
+def test_pretrained_weights_come_from_the_torch_home_cache(work, tmp_path, monkeypatch, capsys):
+    import torch
+    import torchvision
+
+    from trainkit.engine import main
+    from trainkit.models import cached_weights_path
+
+    torch_home = tmp_path / "torch_home"
+    args = ["--task", "images", "--data", work / "images", "--epochs", "1", "--batch-size", "8", "--pretrained", "True",
+            "--freeze-backbone", "True", "--model-dir", tmp_path / "model", "--checkpoint-dir", tmp_path / "ckpt"]
+    args = [str(a) for a in args]
+    for key, value in {"TORCH_HOME": str(torch_home), "https_proxy": "http://127.0.0.1:9",
+                       "HTTPS_PROXY": "http://127.0.0.1:9", "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+                       "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)  # no network: the download must fail fast
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "pretrained resnet18 weights are not in the cache" in err and len(err.strip().splitlines()) == 1
+
+    # a pre-seeded cache file stands in for the download
+    target = cached_weights_path("resnet18")
+    assert str(target).startswith(str(torch_home))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    seeded = torchvision.models.resnet18(weights=None)
+    torch.save(seeded.state_dict(), target)
+    assert main(args) == 0
+    trained = runs.weights(tmp_path / "model")
+    assert torch.equal(trained["conv1.weight"], seeded.state_dict()["conv1.weight"])  # frozen backbone kept the file's
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--task", "images", "--arch", "mlp"], "does not fit --task images"),
+    (["--task", "images", "--pretrained", "maybe"], "expected true or false"),
+    (["--task", "images", "--epochs", "0"], "--epochs must be at least 1"),
+])
+def test_arguments_are_checked(work, capsys, args, expected):
+    from trainkit.engine import parse_args
+
+    with pytest.raises(SystemExit) as info:
+        parse_args([*args, "--data", str(work / "images")])
+    assert info.value.code == 2 and expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling,value", [("True", True), ("true", True), ("1", True), ("False", False), ("no", False)])
+def test_booleans_accept_what_azure_pastes(spelling, value):
+    from trainkit.engine import str2bool
+
+    assert str2bool(spelling) is value
