@@ -47,7 +47,7 @@ def checkout(tmp_path, monkeypatch):
     import shutil
 
     dest = tmp_path / "project"
-    for part in ("templates", "src/trainer", "jobs"):
+    for part in ("templates", "src/trainer", "jobs", "components"):
         shutil.copytree(ROOT / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setenv("JOBGEN_ROOT", str(dest))
     return dest

@@ -27,6 +27,8 @@ CASES = {
                              "--set", "tags.owner=ml-team", "--set", "resources.shm_size=16g"],
     "penguins-uri-file": ["-f", "jobs/penguins-mpi/values.yaml", "--set", "data.path=data/penguins.csv",
                           "--set", "inputs.data.path=data/penguins.csv", "--no-lint"],
+    "pipeline-penguins": ["-f", "jobs/penguins-pipeline/values.yaml", "--set", "pipeline.min_accuracy=0.95"],
+    "pipeline-images": ["--set", "pipeline.enabled=true", "--set", "inputs.pretrained=true", "--nodes", "2"],
     "literal-strings": ["--set", "inputs.learning_rate=1e-3", "--set", "inputs.pretrained=true",
                    "--gpus", "2"],
 }
@@ -63,12 +65,15 @@ def test_rendered_files_load_with_azure_ai_ml(cli, checkout, name):
     files = render_case(cli, checkout, name, out)
     loaders = {"job.yml": load_job, "compute.yml": load_compute, "environment.yml": load_environment,
                "data.yml": load_data}
+    loaders["pipeline.yml"] = load_job
     for fname in files:
         if fname in loaders:
             entity = loaders[fname](source=out / fname)
             if hasattr(entity, "_validate"):
                 result = entity._validate()
                 assert result.passed, (fname, result.error_messages)
+    if "pipeline.yml" in files:
+        return
     job = load_job(source=out / "job.yml")._to_job()
     rest = job._to_rest_object().properties
     assert rest.command == yaml.safe_load(files["job.yml"])["command"]

@@ -180,7 +180,8 @@ def _lint_rendered(files: dict[Path, str], staged: dict[Path, Path], already_sai
     from .lint import Document, lint_documents
 
     docs = [Document(staged[path], text, display_as=path) for path, text in files.items() if path.suffix == ".yml"]
-    diagnostics = [d for d in lint_documents(docs) if d.message not in already_said]
+    overlay = {path.resolve(): staged_path for path, staged_path in staged.items()}
+    diagnostics = [d for d in lint_documents(docs, overlay=overlay) if d.message not in already_said]
     errors = [d for d in diagnostics if d.severity == "error"]
     for d in diagnostics:
         sys.stderr.write(d.format() + "\n")
@@ -221,7 +222,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         job = spec.job
         dist = f"{job.distribution.type}" if job.distribution else "no distribution"
         per_node = spec.launcher.processes_per_node
-        print(f"rendered {job.resources.instance_count} node(s) x {per_node} process(es) per node "
+        what = "pipeline train -> export_onnx -> register, train on" if spec.pipeline else "job on"
+        print(f"rendered {what} {job.resources.instance_count} node(s) x {per_node} process(es) per node "
               f"({dist}, {spec.launcher.type}) on {job.compute}" + (f" [{spec.vm.name}]" if spec.vm else ""))
         for path in rendered.files:
             print(f"  {paths.display(path)}")
@@ -229,7 +231,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not args.no_lint:
             count = sum(lint_warnings) + len(spec.warnings)
             print("lint: ok" + (f" ({count} warning{'s' if count != 1 else ''})" if count else ""))
-        print(f"next: az ml job create -f {shown}/job.yml"
+        main_file = "pipeline.yml" if spec.pipeline else "job.yml"
+        print(f"next: az ml job create -f {shown}/{main_file}"
               + (" (first: az ml compute create / environment create / data create -f the files above)"
                  if len(rendered.files) > 1 else ""))
     return 0
@@ -244,8 +247,13 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
     if not defs:
         raise JobgenError("no job definitions found", where=paths.display(paths.jobs_dir()),
                           hint=f"add jobs/<name>/{gitops.VALUES_NAME}")
+    from .render import render_components
+
     all_files: dict[Path, str] = {}
     stale: list[Path] = []
+    components = render_components(resolve([], []))
+    all_files.update(components)
+    stale.extend(gitops.stale_files(paths.components_dir(), {p.resolve() for p in components}))
     for d in defs:
         spec = resolve([d.values], args.sets)
         if args.no_lint or check:
@@ -265,13 +273,15 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
                              "(hint: run 'python generator.py render --all' and commit the result)\n")
             return 1
         if not args.quiet:
-            print(f"render --check: {len(all_files)} files from {len(defs)} definitions are up to date")
+            print(f"render --check: {len(all_files)} files from {len(defs)} definitions and the components "
+                  "are up to date")
         return 0
     lint = None if args.no_lint else (lambda staged: _lint_rendered(all_files, staged, set()))
     write_files_atomically(all_files, check=lint)
     for path in stale:
         path.unlink()
     if not args.quiet:
+        print(f"rendered {paths.display(paths.components_dir())}/ from templates/components/")
         for d in defs:
             print(f"rendered {paths.display(d.out_dir)}/ from {paths.display(d.values)}")
     return 0

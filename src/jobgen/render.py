@@ -113,8 +113,14 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
     sources = source_names(value_files)
     context = {"sources": sources}
     files: dict[Path, str] = {}
-    job_ctx = dict(context, job=spec.job, code=paths.relative_posix(spec.job.code, out_dir))
-    files[out_dir / "job.yml"] = render_template(JOB_TEMPLATES["job.yml"], job_ctx)
+    if spec.pipeline is not None:
+        p = spec.pipeline
+        files[out_dir / "pipeline.yml"] = render_template("pipeline.yml.j2", dict(
+            context, job=spec.job, pipeline=p, data=p.data, data_input=p.data_input, train_inputs=p.train_inputs,
+            components=paths.relative_posix(paths.components_dir(), out_dir)))
+    else:
+        job_ctx = dict(context, job=spec.job, code=paths.relative_posix(spec.job.code, out_dir))
+        files[out_dir / "job.yml"] = render_template(JOB_TEMPLATES["job.yml"], job_ctx)
     if spec.cluster is not None:
         files[out_dir / "compute.yml"] = render_template(
             JOB_TEMPLATES["compute.yml"], dict(context, cluster=spec.cluster, vm=spec.vm))
@@ -129,3 +135,19 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
         files[out_dir / "data.yml"] = render_template(
             JOB_TEMPLATES["data.yml"], dict(context, data=spec.data, data_path=data_path))
     return RenderedSet(files=files, spec=spec)
+
+
+COMPONENT_TEMPLATES = ("train", "export_onnx", "register")
+
+
+def render_components(spec: Spec, out_dir: Path | None = None) -> dict[Path, str]:
+    """components/*.yml from the defaults' environment and trainer code."""
+    out_dir = (out_dir or paths.components_dir()).resolve()
+    if spec.components is None:
+        return {}
+    environment = spec.job.environment
+    context = {"sources": ["templates/defaults.yaml"], "prefix": spec.components.prefix,
+               "version": spec.components.version, "environment": environment,
+               "code": paths.relative_posix(spec.job.code, out_dir)}
+    return {out_dir / f"{name}.yml": render_template(f"components/{name}.yml.j2", context)
+            for name in COMPONENT_TEMPLATES}

@@ -118,6 +118,35 @@ class DataAsset:
 
 
 @dataclass(frozen=True)
+class Pipeline:
+    """train -> export_onnx -> register; the train step takes the job's inputs, resources,
+    distribution and environment variables."""
+
+    model_name: str
+    min_accuracy: float | None
+    export_samples: int
+    continue_on_step_failure: bool
+    data: DataInput
+    data_input: str  # the components' input for it: data_dir (uri_folder) or data_file (uri_file)
+    train_inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Components:
+    prefix: str
+    version: str
+
+
+# The train component's literal inputs and their types (templates/components/train.yml.j2;
+# tests/test_pipeline.py checks the two agree).
+TRAIN_COMPONENT_INPUTS = {
+    "task": "string", "arch": "string", "epochs": "integer", "batch_size": "integer", "learning_rate": "number",
+    "momentum": "number", "step_size": "integer", "gamma": "number", "pretrained": "boolean",
+    "freeze_backbone": "boolean", "precision": "string", "seed": "integer",
+}
+
+
+@dataclass(frozen=True)
 class Spec:
     job: CommandJob
     launcher: Launcher
@@ -125,6 +154,8 @@ class Spec:
     cluster: Cluster | None
     environment: Environment | None
     data: DataAsset | None
+    components: Components | None = None
+    pipeline: Pipeline | None = None
     warnings: tuple[Problem, ...] = field(default=())
 
 
@@ -368,8 +399,13 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
     else:
         compute = c.string(compute, "job.compute")
 
-    # --- data asset
+    # --- data asset, components, pipeline
     data = _data(c, data_v)
+    components = _components(c, c.mapping(values.get("components"), "components"))
+    pipeline_v = c.mapping(values.get("pipeline"), "pipeline")
+    pipeline = None
+    if c.boolean(pipeline_v.get("enabled"), "pipeline.enabled", False):
+        pipeline = _pipeline(c, pipeline_v, inputs, outputs, launcher_type, job_v.get("command"))
 
     # --- the rest of the job
     env_vars = {}
@@ -417,7 +453,7 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
     )
     launcher = Launcher(launcher_type, script, processes or 1, args)
     return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
-                warnings=tuple(c.warnings))
+                components=components, pipeline=pipeline, warnings=tuple(c.warnings))
 
 
 def build_command(launcher: str, distribution: str | None, script: str, processes: int,
@@ -587,3 +623,84 @@ def _data(c: _Collector, v: dict) -> DataAsset | None:
     if None in (name, version, kind, path):
         return None
     return DataAsset(name, version, kind, path, v.get("description"))
+
+
+def _components(c: _Collector, v: dict) -> Components | None:
+    prefix = c.string(v.get("prefix", "jobgen"), "components.prefix", pattern=re.compile(r"[a-z][a-z0-9_]{0,40}"),
+                      rule="lowercase letters, digits and _ (component names)")
+    version = c.string(v.get("version", "1"), "components.version", pattern=re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"),
+                       rule="e.g. 1 or 2024.06.1")
+    if prefix is None or version is None:
+        return None
+    return Components(prefix, version)
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """A literal input as the component's type (a --set value arrives as text)."""
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise ValueError("true or false")
+    if kind == "integer":
+        if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", str(value)):
+            raise ValueError("a whole number")
+        return int(value)
+    if kind == "number":
+        if isinstance(value, bool):
+            raise ValueError("a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("a number") from None
+        return value if isinstance(value, (int, float)) else number
+    return str(value)
+
+
+def _pipeline(c: _Collector, v: dict, inputs: dict[str, Any], outputs: dict, launcher: str | None,
+              command: Any) -> Pipeline | None:
+    if launcher == "torchrun":
+        c.error("launcher.type", "the pipeline's train component starts one process per GPU itself "
+                "(distribution on the node); it has no torchrun launch", "use --launcher per-process")
+    if command is not None:
+        c.error("job.command", "a pipeline runs the components' own commands", "drop job.command")
+    data = inputs.get("data")
+    if not isinstance(data, DataInput) or data.type not in ("uri_folder", "uri_file"):
+        c.error("job.inputs.data", "the pipeline needs a data input of type uri_folder (images) or uri_file (CSV)",
+                "e.g. inputs: {data: {type: uri_file, path: azureml:penguins@latest}}")
+        return None
+    train_inputs = {}
+    for name, value in inputs.items():
+        if name == "data":
+            continue
+        kind = TRAIN_COMPONENT_INPUTS.get(name)
+        if kind is None:
+            c.error(f"job.inputs.{name}", f"the train component has no input '{name}'",
+                    f"its inputs: data, {', '.join(TRAIN_COMPONENT_INPUTS)}")
+            continue
+        try:
+            train_inputs[name] = _coerce(value, kind)
+        except ValueError as exc:
+            c.error(f"job.inputs.{name}", f"must be {exc} (the component input is {kind}), got {value!r}")
+    for name in outputs:
+        if name not in ("model_dir", "checkpoint_dir"):
+            c.error(f"job.outputs.{name}", f"the train component has no output '{name}'", "its outputs: model_dir, "
+                    "checkpoint_dir")
+    model_name = c.string(v.get("model_name"), "pipeline.model_name", pattern=ASSET_NAME_RE,
+                          rule="letters, digits, '.', '-', '_'")
+    min_accuracy = v.get("min_accuracy")
+    if min_accuracy is not None:
+        try:
+            min_accuracy = float(min_accuracy)
+            if not 0 <= min_accuracy <= 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            c.error("pipeline.min_accuracy", f"must be a number from 0 to 1, got {v.get('min_accuracy')!r}")
+            min_accuracy = None
+    samples = c.integer(v.get("export_samples", 64), "pipeline.export_samples", minimum=1)
+    keep_going = c.boolean(v.get("continue_on_step_failure"), "pipeline.continue_on_step_failure", False)
+    if model_name is None or samples is None:
+        return None
+    data_input = "data_dir" if data.type == "uri_folder" else "data_file"
+    return Pipeline(model_name, min_accuracy, samples, keep_going, data, data_input, train_inputs)

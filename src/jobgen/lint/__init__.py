@@ -56,9 +56,12 @@ def lint_paths(targets: list[Path], azure: bool = True) -> list[Diagnostic]:
     return lint_documents(docs, azure=azure, explicit=True)
 
 
-def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = False) -> list[Diagnostic]:
+def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = False,
+                   overlay: dict[Path, Path] | None = None) -> list[Diagnostic]:
     """Lint ``docs`` (and local component files they use). With ``explicit``, files that are
-    not Azure ML YAML are reported as skipped."""
+    not Azure ML YAML are reported as skipped. ``overlay`` maps files about to be written to
+    where they are staged, so that a pipeline may use components rendered with it."""
+    overlay = {Path(k).resolve(): Path(v) for k, v in (overlay or {}).items()}
     by_path = {d.path: d for d in docs}
     for doc in docs:
         _parse(doc)
@@ -86,7 +89,7 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
                 return (found, False)
             return (found, True)
 
-        checker = Checker(doc, compute_size)
+        checker = Checker(doc, compute_size, overlay)
         checker.common()
         {
             "command_job": checker.command_job,
@@ -110,7 +113,7 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
             from .azure import second_opinion
 
             own = {(d.line, d.severity) for d in doc.diagnostics if d.severity == ERROR}
-            for diag in second_opinion(doc):
+            for diag in second_opinion(doc, overlay):
                 if (diag.line, ERROR) not in own:  # we already said what is wrong on that line
                     doc.diagnostics.append(diag)
     out: list[Diagnostic] = []

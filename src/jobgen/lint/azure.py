@@ -78,7 +78,24 @@ def available() -> bool:
     return True
 
 
-def second_opinion(doc: Document) -> list[Diagnostic]:
+def _with_overlay(doc: Document, overlay: dict) -> str:
+    """The pipeline's text with components that are staged (rendered in the same batch, not
+    yet in place) pointed at their staged copies; same lines, so findings keep their line."""
+    if doc.kind != "pipeline_job" or not overlay:
+        return doc.text
+    import re
+    from pathlib import Path
+
+    def swap(match: "re.Match[str]") -> str:
+        ref = match.group(2).strip("'\"")
+        target = (doc.path.parent / ref).resolve()
+        staged = overlay.get(target)
+        return f"{match.group(1)}{staged}" if staged else match.group(0)
+
+    return re.sub(r"^(\s*component:\s*)(\S+)\s*$", swap, doc.text, flags=re.M)
+
+
+def second_opinion(doc: Document, overlay: dict | None = None) -> list[Diagnostic]:
     loader_name = _LOADERS.get(doc.kind or "")
     if loader_name is None:
         return []
@@ -91,7 +108,7 @@ def second_opinion(doc: Document) -> list[Diagnostic]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            entity = loader(source=io.StringIO(doc.text), relative_origin=str(doc.path))
+            entity = loader(source=io.StringIO(_with_overlay(doc, overlay or {})), relative_origin=str(doc.path))
             result = _validate(entity) if hasattr(entity, "_validate") else None
     except ValidationError as exc:
         for ypath, message in _flatten(_raw_messages(exc)):

@@ -183,9 +183,11 @@ def snapshot_mb(folder: Path) -> float:
 class Checker:
     """Checks one document. ``compute_size`` maps a compute reference to a VM size name."""
 
-    def __init__(self, doc: Document, compute_size: Callable[[Document, str], tuple[str | None, bool]]):
+    def __init__(self, doc: Document, compute_size: Callable[[Document, str], tuple[str | None, bool]],
+                 overlay: dict[Path, Path] | None = None):
         self.doc = doc
         self.compute_size = compute_size
+        self.overlay = overlay or {}
         self.base = doc.path.parent
         self.referenced: list[Path] = []  # local component files this document uses
 
@@ -590,6 +592,7 @@ class Checker:
         if not _is_local(ref):
             return None
         target = (self.base / ref).resolve()
+        target = self.overlay.get(target, target)  # rendered in the same batch, not written yet
         if not target.is_file():
             if ypath is not None:
                 self.doc.error(ypath, f"component file '{ref}' does not exist (resolved to {target})",
