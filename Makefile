@@ -12,13 +12,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[train,dev]'
 	touch $@
 
-demo: $(STAMP)
-	@echo "== committed job definitions match their values (GitOps drift check)"
+data/penguins.csv: $(STAMP)
+	mkdir -p data
+	$(PY) -c "import palmerpenguins, pathlib, shutil; shutil.copyfile(pathlib.Path(palmerpenguins.__file__).parent / 'data' / 'penguins.csv', '$@')"
+
+demo: $(STAMP) data/penguins.csv
+	@echo "== the committed job definitions match their values, and lint clean"
 	$(PY) generator.py render --check
-	@echo "== lint every example job"
-	$(PY) generator.py lint jobs
-	@echo "== render the default job: 2 nodes x 4 GPUs"
-	$(PY) generator.py --nodes 2 --gpus 4
+	$(PY) generator.py lint jobs components -q
+	@echo "== render the penguins pipeline for 2 nodes x 2 processes"
+	$(PY) generator.py -f jobs/penguins-pipeline/values.yaml --nodes 2 --gpus 2 -o rendered/penguins-pipeline
+	@echo "== run it here, as Azure ML would: train (4 processes) -> ONNX export + parity -> register"
+	$(PY) generator.py run rendered/penguins-pipeline/pipeline.yml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__, paths
 from .errors import JobgenError, LintFailed
 
-COMMANDS = ("render", "lint")
+COMMANDS = ("render", "lint", "run")
 
 EPILOG_RENDER = """\
 examples:
@@ -85,6 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--no-azure", action="store_true", help="skip azure-ai-ml's second opinion (faster)")
     lint.add_argument("--strict", action="store_true", help="treat warnings as errors")
     lint.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    run = sub.add_parser("run", help="run a command, pipeline or sweep job here, as Azure ML would",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Run a rendered (or hand-written) Azure ML job on this machine: N simulated "
+                         "nodes x P processes with Azure's variables (pytorch), Open MPI's mpirun (mpi), pipelines "
+                         "step by step, sweeps trial by trial. No cloud, no Docker, no GPU.",
+                         epilog="run folder: code/ (the snapshot the job runs from), outputs/<name>/, "
+                         "user_logs/std_log_process_NN.txt (NN = global rank), one sub-folder per pipeline step or "
+                         "sweep trial.\nMLflow: runs/mlflow.db (mlflow ui --backend-store-uri sqlite:///runs/mlflow.db)."
+                         "\nData: azureml:<name>@latest resolves through jobs/data.yml or --data NAME=PATH.")
+    run.add_argument("job", type=Path, metavar="JOB.yml")
+    run.add_argument("--run-dir", type=Path, help="run folder (default runs/<job name>-<timestamp>/); running again "
+                     "in the same folder resumes from the outputs a job left (its checkpoints)")
+    run.add_argument("--set", action="append", default=[], dest="sets", metavar="PATH=VALUE",
+                     help="override a value of the job YAML, as az ml job create --set does")
+    run.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
+                     help="local path for data asset NAME (azureml:NAME@latest / azureml:NAME:<version>)")
+    run.add_argument("--catalog", type=Path, help="local data catalog (default: jobs/data.yml found upward)")
+    run.add_argument("--timeout", type=float, metavar="S", help="end the job after S seconds (with limits.timeout, "
+                     "the smaller wins)")
+    run.add_argument("--no-lint", action="store_true", help="run without linting the job first")
+    run.add_argument("-q", "--quiet", action="store_true", help="print only the summary (CI)")
+    run.add_argument("--json", action="store_true", help="print one JSON object at the end (progress goes to stderr)")
     return parser
 
 
@@ -96,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "lint":
             return cmd_lint(args)
+        if args.command == "run":
+            return cmd_run(args)
         return cmd_render(args)
     except LintFailed:
         return 1
@@ -305,3 +329,15 @@ def cmd_lint(args: argparse.Namespace) -> int:
     if not args.quiet or failed:
         print(f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)", file=sys.stderr)
     return 1 if failed else 0
+
+
+# ------------------------------------------------------------------ run
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner.run import Options, run
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise JobgenError("--timeout must be positive", where="--timeout", hint="seconds, e.g. --timeout 600")
+    options = Options(run_dir=args.run_dir, sets=args.sets, data=args.data, timeout=args.timeout, quiet=args.quiet,
+                      json=args.json, catalog=args.catalog, lint=not args.no_lint)
+    return run(args.job, options)

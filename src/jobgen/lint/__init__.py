@@ -73,7 +73,7 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
         done.append(doc)
         if doc.located is None:  # unreadable or not YAML: already reported
             continue
-        if doc.kind in ("values", "conda"):
+        if doc.kind in ("values", "conda", "catalog"):
             continue
         if doc.kind is None:
             if explicit and doc.data is not None:

@@ -56,6 +56,8 @@ def detect_kind(data: Any) -> str | None:
         return "values"
     if "dependencies" in data and "type" not in data and "command" not in data:
         return "conda"
+    if isinstance(data.get("datasets"), dict) and "type" not in data:
+        return "catalog"  # the local runner's data catalog (jobs/data.yml)
     if kind == "pipeline":
         return "pipeline_job"
     if kind == "sweep":
