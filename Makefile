@@ -29,7 +29,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/bench_render.py
+	$(PY) bench/bench_render.py --json bench/results/render.json
+	$(PY) bench/bench_runner.py --json bench/results/runner.json
 
 render: $(STAMP)
 	$(PY) generator.py render --all

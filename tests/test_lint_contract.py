@@ -137,6 +137,7 @@ limits:
 """)
     messages = [d.format() for d in lint_paths([tmp_path / "sweep.yml"], azure=False)]
     assert any(":17: error:" in m and "no 'learning_rate'" in m for m in messages), messages
+    assert not any("shell interprets" in m for m in messages), messages  # ${{search_space.x}} is not a literal
     assert any(":6: error:" in m and "grid sampling needs choice" in m for m in messages), messages
     assert any("'lr' is never used" in m for m in messages), messages
 

@@ -107,23 +107,71 @@ def _checkpoint_epoch(path: Path):
         return None
 
 
-@pytest.mark.parametrize("procs", [1, 2])
-def test_killed_after_epoch_one_resumes_at_epoch_two_with_identical_weights(work, images_single, images_two, procs):
-    baseline = images_single[0] if procs == 1 else images_two
-    out = work / f"resume{procs}"
+def test_killed_after_epoch_one_resumes_at_epoch_two_with_identical_weights(work, images_single):
+    """One process, started directly: kill it after epoch 1, run it again."""
+    baseline = images_single[0]
+    out = work / "resume1"
     args = [*IMAGE_ARGS, "--data", work / "images", "--model-dir", out / "model", "--checkpoint-dir", out / "ckpt"]
-    launcher = "torchrun" if procs == 2 else "single"
-    proc = runs.start("train.py", args, work, procs=procs, launcher=launcher)
+    proc = runs.start("train.py", args, work)
     checkpoint = out / "ckpt" / "checkpoint.pt"
     runs.wait_for(checkpoint.exists, proc=proc)  # the first checkpoint is written after epoch 1
     runs.kill_group(proc, signal.SIGKILL)  # mid epoch 2: nothing but the epoch-1 checkpoint survives
     assert _checkpoint_epoch(checkpoint) == 0, "killed too late: epoch 2 had finished"
     assert not (out / "model" / "model.pt").exists()
-    result = _ok(runs.run("train.py", args, work, procs=procs, launcher=launcher), "resumed run")
+    result = _ok(runs.run("train.py", args, work), "resumed run")
     assert "resuming at epoch 2" in result.stdout
     assert "epoch 1/3" not in result.stdout and "epoch 3/3" in result.stdout
     assert runs.same_weights(out / "model", baseline / "model")
     assert len(json.loads((out / "model" / "metrics.json").read_text())) == 3  # history survived the kill
+
+
+def test_one_rank_killed_under_the_runner_resumes_in_the_same_run_dir(work, images_two):
+    """Two processes under `generator.py run` (Azure's pytorch distribution): SIGKILL rank 1
+    mid-training; the runner names it and stops rank 0; running again with the same run folder
+    resumes from the checkpoint output and ends with the weights of an uninterrupted run."""
+    import subprocess
+    import sys
+
+    import psutil
+    import yaml
+
+    job = work / "resume-job.yml"
+    job.write_text(yaml.safe_dump({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json", "type": "command",
+        "code": str(runs.TRAINER), "environment": "azureml:env@latest", "compute": "azureml:cpu",
+        "command": " ".join(map(str, ["python train.py", *IMAGE_ARGS, "--data", work / "images"]))
+        + " --model-dir ${{outputs.model_dir}} --checkpoint-dir ${{outputs.checkpoint_dir}}",
+        "outputs": {"model_dir": {"type": "uri_folder"}, "checkpoint_dir": {"type": "uri_folder", "mode": "rw_mount"}},
+        "environment_variables": {"OMP_NUM_THREADS": "1"},
+        "distribution": {"type": "pytorch", "process_count_per_instance": 2}}, sort_keys=False))
+    run_dir = work / "runner-resume"
+    command = [sys.executable, str(runs.ROOT / "generator.py"), "run", str(job), "--run-dir", str(run_dir), "--json"]
+    env = runs.env_for(work, JOBGEN_MLFLOW_URI=f"sqlite:///{work / 'mlflow.db'}")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=work)
+    checkpoint = run_dir / "outputs" / "checkpoint_dir" / "checkpoint.pt"
+    runs.wait_for(checkpoint.exists, proc=proc, timeout=180)
+    victims = [p for p in psutil.process_iter(["cmdline"]) if "train.py" in " ".join(p.info["cmdline"] or [])
+               and _environ(p).get("RANK") == "1" and str(run_dir) in " ".join(p.info["cmdline"] or [])]
+    assert victims, "rank 1 not found"
+    for victim in victims:
+        victim.kill()
+    out, err = proc.communicate(timeout=120)
+    summary = json.loads(out)
+    assert proc.returncode == 1 and summary["failed_rank"] == 1, err
+    assert _checkpoint_epoch(checkpoint) == 0, "killed too late: epoch 2 had finished"
+
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=work, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (run_dir / "user_logs" / "std_log_process_00.txt").read_text()
+    assert "resuming at epoch 2" in log and "epoch 3/3" in log
+    assert runs.same_weights(run_dir / "outputs" / "model_dir", images_two / "model")
+
+
+def _environ(proc) -> dict:
+    try:
+        return proc.environ()
+    except Exception:  # noqa: BLE001 - gone or not ours
+        return {}
 
 
 def test_sigterm_finishes_the_step_checkpoints_and_resumes(work):

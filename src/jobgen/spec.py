@@ -142,7 +142,7 @@ class Components:
 TRAIN_COMPONENT_INPUTS = {
     "task": "string", "arch": "string", "epochs": "integer", "batch_size": "integer", "learning_rate": "number",
     "momentum": "number", "step_size": "integer", "gamma": "number", "pretrained": "boolean",
-    "freeze_backbone": "boolean", "precision": "string", "seed": "integer",
+    "freeze_backbone": "boolean", "precision": "string", "seed": "integer", "image_size": "integer",
 }
 
 

@@ -303,7 +303,9 @@ class Checker:
                           _close(rest, [str(k) for k in table]))
             elif head == "inputs" and not component:
                 value = inputs[rest]
-                if not isinstance(value, dict) and value is not None and not SHELL_SAFE.fullmatch(str(value)):
+                bound_later = isinstance(value, str) and REF.fullmatch(value.strip())  # ${{search_space.x}} etc.
+                if not isinstance(value, dict) and value is not None and not bound_later \
+                        and not SHELL_SAFE.fullmatch(str(value)):
                     doc.error(ypath[:-1] + ("inputs", rest),
                               f"input '{rest}' = {str(value)!r} is pasted into the command unquoted and holds "
                               "characters the shell interprets", "use letters, digits and . , : / = + @ % - _ "

@@ -40,19 +40,22 @@ class TaskData:
 
 # ------------------------------------------------------------------ images
 
-def image_preprocessing() -> dict[str, Any]:
-    return {"kind": "image", "resize": RESIZE, "crop": IMAGE_SIZE, "mean": list(IMAGENET_MEAN),
+def image_preprocessing(size: int = IMAGE_SIZE) -> dict[str, Any]:
+    """The recipe's evaluation transform (resize 256, centre crop 224 at the default size),
+    recorded in the model folder so that export, prediction and serving apply the same."""
+    return {"kind": "image", "resize": round(size * RESIZE / IMAGE_SIZE), "crop": size, "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD), "channels": "RGB", "layout": "NCHW"}
 
 
-def image_transforms(train: bool):
+def image_transforms(train: bool, preprocessing: dict[str, Any] | None = None):
     from torchvision import transforms
 
-    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    pre = preprocessing or image_preprocessing()
+    normalize = transforms.Normalize(pre["mean"], pre["std"])
     if train:
-        return transforms.Compose([transforms.RandomResizedCrop(IMAGE_SIZE), transforms.RandomHorizontalFlip(),
+        return transforms.Compose([transforms.RandomResizedCrop(pre["crop"]), transforms.RandomHorizontalFlip(),
                                    transforms.ToTensor(), normalize])
-    return transforms.Compose([transforms.Resize(RESIZE), transforms.CenterCrop(IMAGE_SIZE),
+    return transforms.Compose([transforms.Resize(pre["resize"]), transforms.CenterCrop(pre["crop"]),
                                transforms.ToTensor(), normalize])
 
 
@@ -123,15 +126,16 @@ class ImageFiles(Dataset):
         return self.transform(image), label
 
 
-def load_images(root: Path, verify: bool = True) -> TaskData:
+def load_images(root: Path, size: int = IMAGE_SIZE, verify: bool = True) -> TaskData:
     classes = check_image_folder(root)
+    pre = image_preprocessing(size)
     splits = {}
     for split in ("train", "val"):
         samples = [(p, i) for i, name in enumerate(classes) for p in _image_files(root / split / name)]
         if verify:
             verify_images([p for p, _ in samples])
-        splits[split] = ImageFiles(samples, image_transforms(train=split == "train"))
-    return TaskData(splits["train"], splits["val"], classes, [3, IMAGE_SIZE, IMAGE_SIZE], image_preprocessing())
+        splits[split] = ImageFiles(samples, image_transforms(split == "train", pre))
+    return TaskData(splits["train"], splits["val"], classes, [3, size, size], pre)
 
 
 # ------------------------------------------------------------------ penguins
@@ -223,9 +227,9 @@ def load_penguins(path: Path, seed: int) -> TaskData:
                     list(PENGUIN_SPECIES), [len(PENGUIN_FEATURES)], penguin_preprocessing())
 
 
-def load_task(task: str, data: Path, seed: int) -> TaskData:
+def load_task(task: str, data: Path, seed: int, image_size: int = IMAGE_SIZE) -> TaskData:
     if task == "images":
-        return load_images(Path(data))
+        return load_images(Path(data), image_size)
     if task == "penguins":
         return load_penguins(Path(data), seed)
     raise TrainError(f"unknown task {task!r}", "use images or penguins")

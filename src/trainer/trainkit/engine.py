@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 autocast on CUDA and on CPUs with bf16 matrix units, else fp32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=224, help="images: crop size (the recipe's 224; resize scales "
+                   "with it, 256 at 224)")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers per process (default: from CPUs)")
     p.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (opt-in)")
     p.add_argument("--model-dir", type=Path, default=Path("outputs/model"))
@@ -75,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.arch = "mlp" if args.task == "penguins" else "resnet18"
     if (args.task == "penguins") != (args.arch == "mlp"):
         p.error(f"--arch {args.arch} does not fit --task {args.task} (penguins use mlp, images a resnet)")
-    for name in ("epochs", "batch_size"):
+    for name in ("epochs", "batch_size", "image_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if not args.learning_rate > 0:
@@ -536,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         device = setup_device(env)
         init_distributed(env, device)
         try:
-            task = data_mod.load_task(args.task, args.data, args.seed)
+            task = data_mod.load_task(args.task, args.data, args.seed, args.image_size)
             trainer = Trainer(args, env, task, device)
             signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
             finished = trainer.train()

@@ -67,7 +67,7 @@ def predict(folder: Path, *, onnx: bool, rows: list[dict] | None = None, images:
     else:
         if images is None:
             raise TrainError("an image model takes --images FOLDER")
-        names, inputs = image_inputs(images)
+        names, inputs = image_inputs(images, meta["preprocessing"])
     logits = logits_onnx(folder, inputs) if onnx else logits_torch(folder, inputs)
     probs = torch.softmax(logits, dim=1)
     best = probs.argmax(1)

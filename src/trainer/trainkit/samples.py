@@ -12,7 +12,7 @@ from . import data as data_mod
 from .errors import TrainError
 
 
-def image_tensor(path: Path) -> torch.Tensor:
+def image_tensor(path: Path, preprocessing: dict[str, Any] | None = None) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -20,7 +20,7 @@ def image_tensor(path: Path) -> torch.Tensor:
             image = img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise TrainError(f"image {path} cannot be read ({exc})", "pass JPEG or PNG files") from None
-    return data_mod.image_transforms(train=False)(image)
+    return data_mod.image_transforms(False, preprocessing)(image)
 
 
 def validation_inputs(meta: dict[str, Any], data: Path, limit: int, seed: int | None = None) -> torch.Tensor:
@@ -33,14 +33,15 @@ def validation_inputs(meta: dict[str, Any], data: Path, limit: int, seed: int | 
                              "pass the data the model was trained on")
         files = [p for name in classes for p in data_mod._image_files(root / "val" / name)]
         picked = files[::max(1, len(files) // limit)][:limit] if len(files) > limit else files
-        return torch.stack([image_tensor(p) for p in picked])
+        return torch.stack([image_tensor(p, meta["preprocessing"]) for p in picked])
     frame = data_mod.read_penguins(Path(data))
     split_seed = seed if seed is not None else meta.get("training", {}).get("seed", 0)
     _, val_idx = data_mod.split_indices(len(frame), split_seed)
     return data_mod.penguin_features(frame.iloc[val_idx.tolist()[:limit]])
 
 
-def image_inputs(folder: Path, limit: int = 256) -> tuple[list[str], torch.Tensor]:
+def image_inputs(folder: Path, preprocessing: dict[str, Any] | None = None,
+                 limit: int = 256) -> tuple[list[str], torch.Tensor]:
     folder = Path(folder)
     if not folder.exists():
         raise TrainError(f"image folder {folder} does not exist")
@@ -50,4 +51,4 @@ def image_inputs(folder: Path, limit: int = 256) -> tuple[list[str], torch.Tenso
         raise TrainError(f"no images in {folder}", f"pass a folder of {', '.join(data_mod.IMAGE_EXTENSIONS[:3])} files")
     if len(files) > limit:
         raise TrainError(f"{len(files)} images in {folder}; at most {limit} per call", "split the folder")
-    return [str(p) for p in files], torch.stack([image_tensor(p) for p in files])
+    return [str(p) for p in files], torch.stack([image_tensor(p, preprocessing) for p in files])
