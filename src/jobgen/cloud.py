@@ -1,0 +1,493 @@
+"""The Azure path: submit rendered YAML with azure-ai-ml's MLClient, create the job's cluster
+when it is missing, follow the logs, download outputs.
+
+Credentials only through azure-identity (DefaultAzureCredential: environment variables,
+workload or managed identity, Azure CLI login, ...). The workspace comes from flags, a
+`--workspace-config` file, AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP /
+AZUREML_WORKSPACE_NAME, or a config.json found upward from the current folder (as
+Workspace.from_config did). No token, key or SAS is ever printed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import paths
+from .errors import JobgenError
+
+ARM_PREFIX = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+CONFIG_NAMES = ("config.json", ".azureml/config.json", "aml_config/config.json")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    subscription_id: str
+    resource_group: str
+    name: str
+    source: str  # where it came from, for messages
+
+    def arm(self, kind: str, name: str, version: str | None = None) -> str:
+        base = ARM_PREFIX.format(sub=self.subscription_id, rg=self.resource_group, ws=self.name)
+        return f"{base}/{kind}/{name}" + (f"/versions/{version}" if version else "")
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    folder = (start or Path.cwd()).resolve()
+    for candidate_dir in [folder, *folder.parents]:
+        for name in CONFIG_NAMES:
+            candidate = candidate_dir / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def resolve_workspace(config: Path | None = None, subscription: str | None = None, resource_group: str | None = None,
+                      workspace: str | None = None, environ: dict[str, str] | None = None,
+                      required: bool = True) -> Workspace | None:
+    """Flags win, then --workspace-config, then environment variables, then config.json upward."""
+    env = os.environ if environ is None else environ
+    values = {"subscription_id": subscription, "resource_group": resource_group, "workspace_name": workspace}
+    sources = {k: "flags" for k, v in values.items() if v}
+    config_path = config if config is not None else None
+    if config_path is not None and not Path(config_path).is_file():
+        raise JobgenError("workspace config file not found", where=str(config_path),
+                          hint="download config.json from the workspace's overview page in Azure ML studio")
+    file_values: dict[str, str] = {}
+    if config_path is None and not all(values.values()):
+        for key, var in (("subscription_id", "AZURE_SUBSCRIPTION_ID"), ("resource_group", "AZURE_RESOURCE_GROUP"),
+                         ("workspace_name", "AZUREML_WORKSPACE_NAME")):
+            if not values[key] and env.get(var):
+                values[key], sources[key] = env[var], var
+        if not all(values.values()):
+            config_path = find_config()
+    if config_path is not None and not all(values.values()):
+        try:
+            file_values = json.loads(Path(config_path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise JobgenError(f"cannot read workspace config: {exc}", where=str(config_path),
+                              hint="it is the JSON file with subscription_id, resource_group, workspace_name") from None
+        aliases = {"subscription_id": ("subscription_id", "subscriptionId"),
+                   "resource_group": ("resource_group", "resourceGroup"),
+                   "workspace_name": ("workspace_name", "workspaceName")}
+        for key, names in aliases.items():
+            if not values[key]:
+                found = next((file_values[n] for n in names if file_values.get(n)), None)
+                if found:
+                    values[key], sources[key] = str(found), paths.display(Path(config_path))
+    missing = [k for k, v in values.items() if not v]
+    if missing:
+        if not required:
+            return None
+        raise JobgenError(f"no Azure ML workspace given (missing {', '.join(missing)})", where="workspace",
+                          hint="put config.json (from the workspace's page in studio) in this folder, or pass "
+                               "--subscription/--resource-group/--workspace, or set AZURE_SUBSCRIPTION_ID, "
+                               "AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME")
+    source = ", ".join(sorted(set(sources.values())))
+    return Workspace(values["subscription_id"], values["resource_group"], values["workspace_name"], source)
+
+
+def default_credential():
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def make_client(ws: Workspace, credential=None, **kwargs):
+    """MLClient for ``ws``; ``credential`` defaults to DefaultAzureCredential. Extra keyword
+    arguments go to azure-core (e.g. a transport, retry settings)."""
+    quiet_sdk()
+    from azure.ai.ml import MLClient
+
+    return MLClient(credential or default_credential(), ws.subscription_id, ws.resource_group, ws.name, **kwargs)
+
+
+def quiet_sdk() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("azure", "azure.ai.ml", "azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# ------------------------------------------------------------------ errors a user meets
+
+def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | None = None) -> JobgenError | None:
+    """One clear line for what users meet; None for anything else (a bug: traceback)."""
+    from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
+                                       ServiceRequestError, ServiceResponseError)
+
+    context = context or {}
+    where = f"workspace {ws.name}" if ws else "azure"
+    text = _message(exc)
+    try:
+        from azure.identity import CredentialUnavailableError
+    except ImportError:  # pragma: no cover
+        CredentialUnavailableError = ()  # type: ignore[assignment]
+    login_hint = ("run 'az login' (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a service "
+                  "principal; in CI use OpenID Connect with azure/login)")
+    if isinstance(exc, CredentialUnavailableError) or (
+            isinstance(exc, ClientAuthenticationError) and not isinstance(exc, HttpResponseError)):
+        return JobgenError("not logged in to Azure: no credential could be found", where=where, hint=login_hint)
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 401 or isinstance(exc, ClientAuthenticationError):
+        return JobgenError(f"Azure rejected the credentials (401): {text}", where=where, hint=login_hint)
+    if status == 403:
+        return JobgenError(f"no permission (403): {text}", where=where,
+                           hint="ask for the 'AzureML Data Scientist' role on the workspace, or check the "
+                                "subscription and resource group")
+    if re.search(r"quota", text, re.I):
+        return JobgenError(f"quota exceeded: {text}", where=where,
+                           hint="request more quota for this VM family in the Azure portal, or choose a smaller or "
+                                "low-priority size (--vm-size, --set cluster.tier=low_priority)")
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        kind = _not_found_kind(exc, text, context)
+        if kind == "workspace" and ws is not None:
+            return JobgenError(f"workspace '{ws.name}' not found in resource group '{ws.resource_group}' "
+                               f"(from {ws.source})", where="workspace",
+                               hint="check subscription, resource group and workspace name (config.json or flags)")
+        if kind == "compute":
+            name = context.get("compute", "?")
+            return JobgenError(f"compute '{name}' not found", where=where,
+                               hint="pass --ensure-compute to create it from the compute YAML beside the job, or "
+                                    "az ml compute create -f compute.yml")
+        if kind == "data":
+            return JobgenError(f"data asset not found: {text}", where=where,
+                               hint=f"create it from the data asset YAML: python generator.py submit "
+                                    f"{context.get('data_yaml', 'data.yml')} (or az ml data create -f data.yml)")
+        if kind == "environment":
+            return JobgenError(f"environment not found: {text}", where=where,
+                               hint=f"create it first: python generator.py submit "
+                                    f"{context.get('environment_yaml', 'environment.yml')}")
+        return JobgenError(f"not found: {text}", where=where, hint="check the names in the YAML")
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return JobgenError(f"cannot reach Azure after retries: {text}", where=where,
+                           hint="check the network, proxy (HTTPS_PROXY) and firewall, then submit again")
+    if isinstance(exc, HttpResponseError):
+        return JobgenError(f"Azure answered {status}: {text}", where=where, hint="see the message; fix and submit again")
+    name = type(exc).__name__
+    if name in ("ValidationException", "UserErrorException", "JobException"):
+        low = text.lower()
+        if "data" in low and ("not found" in low or "could not find" in low or "does not exist" in low):
+            return JobgenError(f"data asset not found: {text}", where=where,
+                               hint=f"create it from the data asset YAML: python generator.py submit "
+                                    f"{context.get('data_yaml', 'data.yml')}")
+        return JobgenError(text, where=where, hint="fix the YAML and submit again")
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    error = getattr(exc, "error", None)
+    text = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    text = " ".join(str(text).split())
+    text = re.sub(r"(sig|sv|se|sp|sr|skoid|sktid|skt|ske|sks|skv)=[^&\s\"']+", r"\1=***", text)  # never a SAS
+    return text[:300]
+
+
+def _not_found_kind(exc: BaseException, text: str, context: dict) -> str:
+    url = str(getattr(getattr(exc, "response", None), "url", "") or getattr(getattr(
+        getattr(exc, "response", None), "request", None), "url", ""))
+    for kind, part in (("compute", "/computes/"), ("data", "/data/"), ("environment", "/environments/")):
+        if part in url:
+            return kind
+    if re.search(r"/workspaces/[^/?]+/?(\?|$)", url) or "workspace" in text.lower():
+        return "workspace"
+    low = text.lower()
+    for kind in ("compute", "data", "environment"):
+        if kind in low:
+            return kind
+    return "other"
+
+
+# ------------------------------------------------------------------ submission
+
+KIND_LOADERS = {"command_job": "load_job", "pipeline_job": "load_job", "sweep_job": "load_job",
+                "environment": "load_environment", "compute": "load_compute", "data": "load_data",
+                "command_component": "load_component", "model": "load_model",
+                "online_endpoint": "load_online_endpoint", "online_deployment": "load_online_deployment"}
+
+
+@dataclass
+class SubmitOptions:
+    sets: list[str] = field(default_factory=list)
+    ensure_compute: bool = False
+    stream: bool = False
+    dry_run: bool = False
+    json: bool = False
+    lint: bool = True
+    traffic: int | None = None  # online deployments: set this much traffic to it after creating
+
+
+def _overrides(sets: list[str]) -> list[dict[str, Any]]:
+    from .values import parse_set_value
+
+    out = []
+    for assignment in sets:
+        if "=" not in assignment:
+            raise JobgenError(f"--set expects PATH=VALUE, got '{assignment}'", where="--set",
+                              hint="e.g. --set resources.instance_count=2")
+        key, raw = assignment.split("=", 1)
+        out.append({key.strip(): parse_set_value(raw)})
+    return out
+
+
+def detect(path: Path) -> tuple[str, dict]:
+    from .lint.checks import detect_kind
+    from .yamlio import load_file
+
+    data = load_file(path).data
+    kind = detect_kind(data)
+    if kind not in KIND_LOADERS:
+        raise JobgenError(f"cannot submit a {kind or 'file that is not Azure ML YAML'}", where=paths.display(path),
+                          hint="submit a job, pipeline, sweep, environment, compute, data asset, component, endpoint "
+                               "or deployment YAML")
+    return kind, data
+
+
+def load_entity(path: Path, kind: str, sets: list[str]):
+    quiet_sdk()
+    import azure.ai.ml as aml
+
+    loader = getattr(aml, KIND_LOADERS[kind])
+    try:
+        return loader(source=str(path), params_override=_overrides(sets))
+    except JobgenError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the SDK's own validation
+        raise JobgenError(f"azure-ai-ml cannot load it: {_message(exc)}", where=paths.display(path),
+                          hint="run python generator.py lint on it") from None
+
+
+def lint_first(path: Path) -> None:
+    from .lint import lint_paths
+
+    errors = [d for d in lint_paths([path]) if d.severity == "error"]
+    for d in errors:
+        sys.stderr.write(d.format() + "\n")
+    if errors:
+        raise JobgenError(f"{len(errors)} lint error(s); nothing was submitted", where=paths.display(path),
+                          hint="fix them (or --no-lint to let Azure judge)")
+
+
+def dry_run_body(entity, ws: Workspace | None, path: Path) -> dict:
+    """The REST body the SDK builds for a job, without a network call. References the SDK
+    would resolve on the way (compute, environment, code upload, data versions) are resolved
+    here where that needs no lookup; the code folder is shown as the local folder it uploads."""
+    job = entity._to_job() if hasattr(entity, "_to_job") else entity
+    rest = job._to_rest_object()
+    body = rest.as_dict() if hasattr(rest, "as_dict") else rest.serialize()
+    props = body.get("properties", body)
+
+    def arm(kind: str, ref: str | None) -> str | None:
+        if not ref or ws is None or ref.startswith("/subscriptions/"):
+            return ref
+        ref = ref.removeprefix("azureml:")
+        name, _, version = ref.partition(":")
+        if "@" in name:
+            return f"azureml:{ref}"  # @latest is looked up at submission
+        return ws.arm(kind, name, version or None)
+
+    if isinstance(props, dict):
+        if props.get("computeId"):
+            props["computeId"] = arm("computes", props["computeId"])
+        if props.get("environmentId"):
+            props["environmentId"] = arm("environments", props["environmentId"])
+        if props.get("codeId") and not str(props["codeId"]).startswith(("/subscriptions/", "azureml:")):
+            folder = (path.parent / str(props["codeId"])).resolve()
+            props["codeId"] = f"<uploaded at submission from {paths.display(folder)}>"
+    return body
+
+
+def _compute_names(kind: str, data: dict) -> list[str]:
+    refs = []
+    if kind == "pipeline_job":
+        refs.append((data.get("settings") or {}).get("default_compute"))
+        refs += [(node or {}).get("compute") for node in (data.get("jobs") or {}).values()]
+    refs.append(data.get("compute"))
+    names = []
+    for ref in refs:
+        if isinstance(ref, str) and ref and ref not in ("local", "serverless"):
+            name = ref.split("/")[-1].removeprefix("azureml:")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _sibling_yaml(folder: Path, kind: str, name: str | None = None) -> Path | None:
+    from .lint.checks import _load_plain, detect_kind
+
+    for candidate in sorted(folder.glob("*.y*ml")):
+        data = _load_plain(candidate)
+        if data and detect_kind(data) == kind and (name is None or str(data.get("name")) == name):
+            return candidate
+    return None
+
+
+def ensure_compute(client, name: str, job_path: Path, say: Callable[[str], None], poll: float = 5.0) -> bool:
+    """Create cluster ``name`` from the compute YAML beside the job when it does not exist.
+    Returns True when it was created."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        client.compute.get(name)
+        say(f"compute {name}: exists")
+        return False
+    except ResourceNotFoundError:
+        pass
+    source = _sibling_yaml(job_path.parent, "compute", name)
+    if source is None:
+        raise JobgenError(f"compute '{name}' does not exist and no compute YAML beside the job names it",
+                          where=paths.display(job_path),
+                          hint="render one (python generator.py ... writes compute.yml) or az ml compute create")
+    entity = load_entity(source, "compute", [])
+    say(f"compute {name}: creating {getattr(entity, 'size', '')} from {paths.display(source)}")
+    poller = client.compute.begin_create_or_update(entity)
+    start = time.monotonic()
+    while not poller.done():
+        say(f"compute {name}: provisioning ({time.monotonic() - start:.0f}s)")
+        poller.wait(poll)
+    poller.result()
+    say(f"compute {name}: created in {time.monotonic() - start:.0f}s")
+    return True
+
+
+def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None = None,
+           out=None, err=None) -> int:
+    """Submit one YAML file. ``client`` is an MLClient (tests pass one bound to a fake)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+
+    def say(text: str) -> None:
+        if not options.json:
+            err.write(text + "\n")
+            err.flush()
+
+    path = Path(path)
+    kind, data = detect(path)
+    if options.lint:
+        lint_first(path)
+    entity = load_entity(path, kind, options.sets)
+    if options.dry_run:
+        if kind not in ("command_job", "pipeline_job", "sweep_job"):
+            body = entity._to_dict() if hasattr(entity, "_to_dict") else {}
+        else:
+            body = dry_run_body(entity, ws, path)
+        out.write(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
+        return 0
+    context = {"data_yaml": _display_sibling(path, "data"), "environment_yaml": _display_sibling(path, "environment")}
+    try:
+        if kind in ("command_job", "pipeline_job", "sweep_job"):
+            return _submit_job(client, entity, kind, data, path, options, say, out, context)
+        return _submit_asset(client, entity, kind, path, options, say, out)
+    except JobgenError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to one line when it is a user's problem
+        mapped = explain(exc, ws, context)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def _display_sibling(path: Path, kind: str) -> str:
+    found = _sibling_yaml(path.parent, kind)
+    return paths.display(found) if found else f"{kind}.yml"
+
+
+def _submit_job(client, entity, kind, data, path, options, say, out, context) -> int:
+    if options.ensure_compute:
+        for name in _compute_names(kind, data):
+            context["compute"] = name
+            ensure_compute(client, name, path, say)
+    names = _compute_names(kind, data)
+    context["compute"] = names[0] if names else "?"
+    created = client.jobs.create_or_update(entity)
+    name = created.name
+    url = getattr(created, "studio_url", None) or ""
+    status = getattr(created, "status", None)
+    if options.json and not options.stream:
+        out.write(json.dumps({"name": name, "status": status, "studio_url": url}, indent=2) + "\n")
+        return 0
+    say(f"submitted {kind.replace('_job', '')} job {name}")
+    if not options.json:
+        out.write(f"{name}\n")
+        if url:
+            out.write(f"studio: {url}\n")
+    if not options.stream:
+        say(f"follow it: python generator.py submit ... --stream, or az ml job stream -n {name}")
+        return 0
+    try:
+        client.jobs.stream(name)
+    except KeyboardInterrupt:
+        err_line = (f"stopped following job {name}; it keeps running in Azure. Cancel it with: "
+                    f"az ml job cancel -n {name} (or in studio)")
+        sys.stderr.write(err_line + "\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - stream raises when the job fails; the status says why
+        if type(exc).__name__ != "JobException":
+            raise
+    final = client.jobs.get(name)
+    status = getattr(final, "status", None)
+    if options.json:
+        out.write(json.dumps({"name": name, "status": status, "studio_url": url}, indent=2) + "\n")
+    else:
+        say(f"job {name} ended: {status}")
+    return 0 if status == "Completed" else 1
+
+
+def _submit_asset(client, entity, kind, path, options, say, out) -> int:
+    if kind == "compute":
+        poller = client.compute.begin_create_or_update(entity)
+        start = time.monotonic()
+        while not poller.done():
+            say(f"compute {entity.name}: provisioning ({time.monotonic() - start:.0f}s)")
+            poller.wait(5)
+        result = poller.result()
+    elif kind == "environment":
+        result = client.environments.create_or_update(entity)
+    elif kind == "data":
+        result = client.data.create_or_update(entity)
+    elif kind == "command_component":
+        result = client.components.create_or_update(entity)
+    elif kind == "model":
+        result = client.models.create_or_update(entity)
+    elif kind == "online_endpoint":
+        result = client.online_endpoints.begin_create_or_update(entity).result()
+    elif kind == "online_deployment":
+        result = client.online_deployments.begin_create_or_update(entity).result()
+        if options.traffic is not None:
+            endpoint = client.online_endpoints.get(entity.endpoint_name)
+            endpoint.traffic = {entity.name: options.traffic}
+            client.online_endpoints.begin_create_or_update(endpoint).result()
+    else:  # pragma: no cover - detect() guards
+        raise JobgenError(f"cannot submit {kind}", where=paths.display(path))
+    name = getattr(result, "name", getattr(entity, "name", "?"))
+    version = getattr(result, "version", None)
+    label = f"{kind.replace('_', ' ')} {name}" + (f" version {version}" if version else "")
+    if options.json:
+        out.write(json.dumps({"kind": kind, "name": name, "version": version}, indent=2) + "\n")
+    else:
+        out.write(f"created or updated {label}\n")
+    return 0
+
+
+def download(client, job_name: str, output: str | None, dest: Path, ws: Workspace | None = None) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if output:
+            client.jobs.download(job_name, download_path=str(dest), output_name=output)
+        else:
+            client.jobs.download(job_name, download_path=str(dest), all=True)
+    except Exception as exc:  # noqa: BLE001
+        mapped = explain(exc, ws, {})
+        if mapped is None:
+            raise
+        raise mapped from None
+    return dest
