@@ -284,7 +284,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         job = spec.job
         dist = f"{job.distribution.type}" if job.distribution else "no distribution"
         per_node = spec.launcher.processes_per_node
-        what = "pipeline train -> export_onnx -> register, train on" if spec.pipeline else "job on"
+        what = ("pipeline train -> export_onnx -> register, train on" if spec.pipeline else
+                f"sweep of {spec.sweep.max_total_trials} trials, each on" if spec.sweep else "job on")
         print(f"rendered {what} {job.resources.instance_count} node(s) x {per_node} process(es) per node "
               f"({dist}, {spec.launcher.type}) on {job.compute}" + (f" [{spec.vm.name}]" if spec.vm else ""))
         for path in rendered.files:
@@ -293,7 +294,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not args.no_lint:
             count = sum(lint_warnings) + len(spec.warnings)
             print("lint: ok" + (f" ({count} warning{'s' if count != 1 else ''})" if count else ""))
-        main_file = "pipeline.yml" if spec.pipeline else "job.yml"
+        main_file = "pipeline.yml" if spec.pipeline else "sweep.yml" if spec.sweep else "job.yml"
         print(f"next: az ml job create -f {shown}/{main_file}"
               + (" (first: az ml compute create / environment create / data create -f the files above)"
                  if len(rendered.files) > 1 else ""))

@@ -118,6 +118,9 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
         files[out_dir / "pipeline.yml"] = render_template("pipeline.yml.j2", dict(
             context, job=spec.job, pipeline=p, data=p.data, data_input=p.data_input, train_inputs=p.train_inputs,
             components=paths.relative_posix(paths.components_dir(), out_dir)))
+    elif spec.sweep is not None:
+        files[out_dir / "sweep.yml"] = render_template("sweep.yml.j2", dict(
+            context, job=spec.job, sweep=spec.sweep, code=paths.relative_posix(spec.job.code, out_dir)))
     else:
         job_ctx = dict(context, job=spec.job, code=paths.relative_posix(spec.job.code, out_dir))
         files[out_dir / "job.yml"] = render_template(JOB_TEMPLATES["job.yml"], job_ctx)

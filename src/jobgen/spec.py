@@ -132,6 +132,35 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """Trials of the command job, each input named in the search space bound to
+    ${{search_space.<name>}}."""
+
+    sampling_algorithm: str
+    search_space: dict[str, dict[str, Any]]
+    primary_metric: str
+    goal: str
+    max_total_trials: int
+    max_concurrent_trials: int
+    timeout: int | None
+    trial_timeout: int | None
+    early_termination: dict[str, Any] | None
+
+
+SEARCH_SPACE_KEYS = {
+    "choice": ("values",), "randint": ("upper",), "uniform": ("min_value", "max_value"),
+    "quniform": ("min_value", "max_value", "q"), "loguniform": ("min_value", "max_value"),
+    "qloguniform": ("min_value", "max_value", "q"), "normal": ("mu", "sigma"), "qnormal": ("mu", "sigma", "q"),
+    "lognormal": ("mu", "sigma"), "qlognormal": ("mu", "sigma", "q"),
+}
+EARLY_TERMINATION_KEYS = {
+    "bandit": ("evaluation_interval", "delay_evaluation", "slack_factor", "slack_amount"),
+    "median_stopping": ("evaluation_interval", "delay_evaluation"),
+    "truncation_selection": ("evaluation_interval", "delay_evaluation", "truncation_percentage"),
+}
+
+
+@dataclass(frozen=True)
 class Components:
     prefix: str
     version: str
@@ -156,6 +185,7 @@ class Spec:
     data: DataAsset | None
     components: Components | None = None
     pipeline: Pipeline | None = None
+    sweep: Sweep | None = None
     warnings: tuple[Problem, ...] = field(default=())
 
 
@@ -406,6 +436,13 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
     pipeline = None
     if c.boolean(pipeline_v.get("enabled"), "pipeline.enabled", False):
         pipeline = _pipeline(c, pipeline_v, inputs, outputs, launcher_type, job_v.get("command"))
+    sweep_v = c.mapping(values.get("sweep"), "sweep")
+    sweep = None
+    if c.boolean(sweep_v.get("enabled"), "sweep.enabled", False):
+        if pipeline is not None:
+            c.error("sweep.enabled", "a definition is a sweep or a pipeline, not both",
+                    "set pipeline.enabled or sweep.enabled, not both")
+        sweep = _sweep(c, sweep_v, inputs)
 
     # --- the rest of the job
     env_vars = {}
@@ -453,7 +490,7 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
     )
     launcher = Launcher(launcher_type, script, processes or 1, args)
     return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
-                components=components, pipeline=pipeline, warnings=tuple(c.warnings))
+                components=components, pipeline=pipeline, sweep=sweep, warnings=tuple(c.warnings))
 
 
 def build_command(launcher: str, distribution: str | None, script: str, processes: int,
@@ -704,3 +741,83 @@ def _pipeline(c: _Collector, v: dict, inputs: dict[str, Any], outputs: dict, lau
         return None
     data_input = "data_dir" if data.type == "uri_folder" else "data_file"
     return Pipeline(model_name, min_accuracy, samples, keep_going, data, data_input, train_inputs)
+
+
+def _sweep(c: _Collector, v: dict, inputs: dict[str, Any]) -> Sweep | None:
+    algorithm = c.choice(v.get("sampling_algorithm", "random"), "sweep.sampling_algorithm",
+                         ("random", "grid", "bayesian"))
+    space_v = c.mapping(v.get("search_space"), "sweep.search_space")
+    space: dict[str, dict[str, Any]] = {}
+    if not space_v:
+        c.error("sweep.search_space", "is empty", "e.g. learning_rate: {type: uniform, min_value: 0.0005, "
+                "max_value: 0.005}")
+    for name, spec in space_v.items():
+        dotted = f"sweep.search_space.{name}"
+        if spec is None:
+            continue  # null removes an inherited parameter
+        if name not in inputs:
+            c.error(dotted, f"'{name}' is not an input of the job, so a trial could not receive it",
+                    f"job inputs: {', '.join(inputs)}")
+            continue
+        if isinstance(inputs[name], DataInput):
+            c.error(dotted, f"'{name}' is a data input; only literal inputs can be swept")
+            continue
+        if not isinstance(spec, dict) or spec.get("type") not in SEARCH_SPACE_KEYS:
+            c.error(dotted, "needs a type", f"one of {', '.join(SEARCH_SPACE_KEYS)}")
+            continue
+        kind = spec["type"]
+        needed = SEARCH_SPACE_KEYS[kind]
+        missing = [k for k in needed if k not in spec]
+        extra = [k for k in spec if k != "type" and k not in needed]
+        if missing or extra:
+            c.error(dotted, f"{kind} takes {', '.join(needed)}" + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; unknown {', '.join(extra)}" if extra else ""))
+            continue
+        if kind == "choice":
+            if not isinstance(spec["values"], list) or not spec["values"]:
+                c.error(f"{dotted}.values", "must be a non-empty list")
+                continue
+        else:
+            try:
+                numbers = {k: float(spec[k]) for k in needed}
+            except (TypeError, ValueError):
+                c.error(dotted, f"{kind} bounds must be numbers")
+                continue
+            if "min_value" in numbers and numbers["min_value"] >= numbers["max_value"]:
+                c.error(dotted, f"min_value {spec['min_value']} is not below max_value {spec['max_value']}")
+                continue
+        if algorithm == "grid" and kind != "choice":
+            c.error(dotted, f"grid sampling needs choice parameters; '{name}' is {kind}",
+                    "use type: choice, or sampling_algorithm: random")
+            continue
+        space[str(name)] = dict(spec)
+    metric = c.string(v.get("primary_metric"), "sweep.primary_metric")
+    goal = c.choice(str(v.get("goal", "maximize")).lower(), "sweep.goal", ("maximize", "minimize"))
+    total = c.integer(v.get("max_total_trials"), "sweep.max_total_trials", minimum=1)
+    concurrent = c.integer(v.get("max_concurrent_trials", total), "sweep.max_concurrent_trials", minimum=1)
+    if total and concurrent and concurrent > total:
+        c.warn("sweep.max_concurrent_trials", f"{concurrent} concurrent trials but only {total} in all",
+               "lower max_concurrent_trials")
+    timeout = c.integer(v.get("timeout"), "sweep.timeout", minimum=1, required=False)
+    trial_timeout = c.integer(v.get("trial_timeout"), "sweep.trial_timeout", minimum=1, required=False)
+    early = v.get("early_termination")
+    if early is not None:
+        if not isinstance(early, dict) or early.get("type") not in EARLY_TERMINATION_KEYS:
+            c.error("sweep.early_termination.type", f"unknown policy {early.get('type') if isinstance(early, dict) else early!r}",
+                    f"one of {', '.join(EARLY_TERMINATION_KEYS)}, or null for none")
+            early = None
+        else:
+            allowed = EARLY_TERMINATION_KEYS[early["type"]]
+            for key in early:
+                if key != "type" and key not in allowed:
+                    c.error(f"sweep.early_termination.{key}", f"{early['type']} has no '{key}'",
+                            f"it takes {', '.join(allowed)}")
+            if early["type"] == "bandit" and ("slack_factor" in early) == ("slack_amount" in early):
+                c.error("sweep.early_termination", "bandit needs exactly one of slack_factor and slack_amount")
+            if algorithm == "bayesian":
+                c.error("sweep.early_termination", "bayesian sampling does not support early termination",
+                        "set early_termination: null, or use random sampling")
+            early = {k: val for k, val in early.items() if val is not None}
+    if None in (algorithm, metric, goal, total, concurrent) or not space:
+        return None
+    return Sweep(algorithm, space, metric, goal, total, concurrent, timeout, trial_timeout, early)

@@ -20,7 +20,7 @@ from . import paths
 from .errors import JobgenError
 from .yamlio import load_file
 
-SECTIONS = ("job", "launcher", "cluster", "env", "data", "pipeline", "components")
+SECTIONS = ("job", "launcher", "cluster", "env", "data", "pipeline", "sweep", "components")
 
 # Keys of an Azure ML command job (CLI v2 YAML reference); a --set path that starts with
 # one of them is a job path, as with `az ml job create --set`.
@@ -35,7 +35,8 @@ JOB_KEYS = (
 FREE_MAPS = {
     ("job", "inputs"), ("job", "outputs"), ("job", "environment_variables"), ("job", "tags"),
     ("job", "properties"), ("job", "services"), ("env", "conda"), ("job", "identity"),
-    ("job", "queue_settings"), ("job", "resources", "properties"),
+    ("job", "queue_settings"), ("job", "resources", "properties"), ("sweep", "search_space"),
+    ("sweep", "early_termination"),
 }
 
 
@@ -69,12 +70,20 @@ def load_values_file(path: Path, what: str = "values file") -> dict[str, Any]:
     return data
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+# Mappings that replace what they override instead of merging into it: a search-space
+# parameter of another type, another early-termination policy.
+REPLACED_WHOLE = {("sweep", "early_termination")}
+REPLACED_CHILDREN = {("sweep", "search_space")}
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
     """Mappings merge key by key; anything else (lists, scalars, null) replaces."""
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        sub = path + (str(key),)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and sub not in REPLACED_WHOLE \
+                and path not in REPLACED_CHILDREN:
+            out[key] = deep_merge(out[key], value, sub)
         else:
             out[key] = copy.deepcopy(value)
     return out

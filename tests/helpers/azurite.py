@@ -48,30 +48,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _node_bins() -> list[Path]:
+    """node_modules/.bin folders npx would use without installing: the project's .venv/node, then
+    the current directory and its parents."""
+    found = [LOCAL_BIN.parent]
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        found.append(folder / "node_modules" / ".bin")
+    return found
+
+
 def azurite_command() -> list[str] | None:
     """The command that runs azurite-blob here, or None when Node or Azurite is missing.
 
     Looked for in order: $AZURITE_BLOB (a path to the executable), the project's local install
-    (.venv/node/node_modules/.bin/azurite-blob), ``npx --no-install azurite-blob``, and
-    ``azurite-blob`` on PATH."""
+    (.venv/node/node_modules/.bin/azurite-blob), a node_modules/.bin/azurite-blob in the current
+    directory or a parent (what ``npx --no-install azurite-blob`` would run), and ``azurite-blob``
+    on PATH (a global install). ``npx`` itself is not run: npm 11 asks the registry before it
+    gives up on a missing package (70 s here behind a dead proxy), and ``--version`` goes to npx."""
+    if shutil.which("node") is None:
+        return None
     override = os.environ.get("AZURITE_BLOB")
     if override and Path(override).is_file() and os.access(override, os.X_OK):
         return [override]
-    if LOCAL_BIN.is_file() and os.access(LOCAL_BIN, os.X_OK) and shutil.which("node"):
-        return [str(LOCAL_BIN)]
-    npx = shutil.which("npx")
-    if npx and shutil.which("node"):
-        try:
-            probe = subprocess.run([npx, "--no-install", "azurite-blob", "--version"], capture_output=True,
-                                   text=True, timeout=60, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired):
-            probe = None
-        if probe is not None and probe.returncode == 0 and probe.stdout.strip()[:1].isdigit():
-            return [npx, "--no-install", "azurite-blob"]
+    for folder in _node_bins():
+        candidate = folder / "azurite-blob"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return [str(candidate)]
     on_path = shutil.which("azurite-blob")
-    if on_path and shutil.which("node"):
-        return [on_path]
-    return None
+    return [on_path] if on_path else None
 
 
 class AzuriteUnavailable(RuntimeError):
@@ -214,7 +219,7 @@ class Azurite:
         )
 
     def container_sas_url(self, container: str) -> str:
-        """Create ``container`` (if missing) and return ``http://127.0.0.1:<port>/devstoreaccount1/<container>?<sas>``."""
+        """Create ``container`` (if missing); return ``http://127.0.0.1:<port>/devstoreaccount1/<container>?<sas>``."""
         self.create_container(container)
         return f"{self.blob_endpoint}/{container}?{self.container_sas(container)}"
 

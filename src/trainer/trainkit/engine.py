@@ -382,8 +382,10 @@ class Trainer:
                 if self.scheduler is not None:
                     self.scheduler.step()
                 val_loss, val_acc = self._evaluate()
+                best = max([r["val_accuracy"] for r in self.history] + [val_acc])
                 record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                          "val_accuracy": val_acc, "samples_per_s": samples / max(seconds, 1e-9)}
+                          "val_accuracy": val_acc, "best_val_accuracy": best,
+                          "samples_per_s": samples / max(seconds, 1e-9)}
                 self.history.append(record)
                 if tracker is not None:
                     tracker.epoch(record)
@@ -469,12 +471,16 @@ def start_mlflow(trainer: Trainer):
     except Exception:  # the stored run is gone (another store): start a new one
         run = mlflow.start_run()
     trainer.mlflow_run_id = run.info.run_id
+    if os.environ.get("AZUREML_RUN_ID"):
+        mlflow.set_tag("azureml.runid", os.environ["AZUREML_RUN_ID"])
     args = trainer.args
-    if not run_id:
-        mlflow.log_params({"task": args.task, "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
-                           "learning_rate": args.learning_rate, "world_size": trainer.env.world_size,
-                           "launcher": trainer.env.launcher, "pretrained": args.pretrained,
-                           "precision": args.precision, "seed": args.seed})
+    params = {"task": args.task, "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
+              "learning_rate": args.learning_rate, "world_size": trainer.env.world_size,
+              "launcher": trainer.env.launcher, "pretrained": args.pretrained, "precision": args.precision,
+              "seed": args.seed}
+    fresh = {k: v for k, v in params.items() if k not in run.data.params}  # a sweep logged its own already
+    if fresh:
+        mlflow.log_params(fresh)
     return mlflow
 
 

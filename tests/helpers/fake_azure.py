@@ -1,0 +1,1400 @@
+"""A fake of the Azure Resource Manager / Azure ML REST endpoints on 127.0.0.1, for tests that run
+the real ``azure.ai.ml.MLClient`` (its operations, serialization, snapshot upload, long-running
+operations, log streaming and downloads) down to HTTP with nothing leaving the machine.
+
+Usage::
+
+    from helpers.fake_azure import FakeAzure, ml_client
+
+    with FakeAzure(computes={"gpu-cluster": "Standard_NC6s_v3"}, data_assets={"penguins": [1]}) as fake:
+        client = ml_client(fake)
+        job = client.jobs.create_or_update(load_job("job.yml"))
+        put = fake.find("PUT", "/jobs/")[-1]      # RecordedRequest: .method .path .query .headers .body
+        assert put.body["properties"]["resources"]["instanceCount"] == 2
+        assert fake.snapshot_files() == [".amlignore", "main.py", "util.py"]   # the code: folder as uploaded
+        client.jobs.stream(job.name)               # Queued -> Running -> Completed, prints the fake log
+        client.jobs.download(job.name, output_name="model_dir", download_path=tmp)
+
+How the traffic gets here
+-------------------------
+* Control plane: ``ml_client(fake)`` builds ``MLClient(StaticCredential(), sub, rg, ws,
+  transport=RewritingTransport(fake.port, ...))``. MLClient passes ``transport`` to every generated
+  service client it builds (ARM ``management.azure.com``, and the lazily built run-history /
+  dataset / model data-plane clients on the regional ``<region>.api.azureml.ms`` host, whose
+  address comes from the workspace's discovery URL) and to its own plain ``HttpPipeline`` (used
+  for the discovery document and for log files). ``RewritingTransport.send`` sends every
+  non-loopback URL to ``http://127.0.0.1:<port>`` (same path and query) with the original host in
+  the ``x-original-host`` header; the bearer-token policy has checked for https before the
+  transport sees the request, and the request gets its https URL back after the send (pollers
+  build their next URLs from it).
+* Blob storage: azure-ai-ml talks to storage through azure-storage-blob clients it builds itself,
+  without the transport. The code snapshot goes to the container SAS URL that
+  ``startPendingUpload`` returns: an IP-style URL on 127.0.0.1 (Azurite's, or this server's own
+  blob store under ``/_blob/<account>/<container>/...``). For the other storage calls (job
+  outputs, logs in the artifact store) azure-ai-ml builds ``https://<account>.blob.core.windows.net``
+  from the datastore; while a FakeAzure runs (``redirect_storage=True``, the default) the name
+  ``RequestsTransport`` inside azure-storage-*'s ``_shared.base_client`` modules is swapped for a
+  RewritingTransport subclass, so those requests reach the same blob store (Azurite gets the
+  original ``Host`` and reads the account from it, so shared-key signatures still match).
+  Nothing of MLClient is patched.
+* Blob store: with ``azurite=Azurite(...)`` blobs really land in Azurite (account
+  devstoreaccount1); without it the server's own minimal Blob REST implementation (PUT/GET/HEAD/
+  DELETE blob, blocks and block lists, metadata, container create/properties/list with prefix and
+  delimiter) keeps them in memory (``fake.blobs``; requests in ``fake.blob_requests``).
+
+Assets
+------
+Codes, data, environments, components and models are versioned assets: PUT/GET a version, list
+versions (newest first, ``$top``), GET the container (``latestVersion`` for ``@latest``). A code
+version list with ``?hash=`` is answered workspace-wide, so an unchanged ``code:`` folder is not
+uploaded twice, as in Azure.
+
+Jobs
+----
+A PUT job is stored (``fake.job_body(name)`` is the request body as sent) and answered with the
+job resource (``properties.status`` "NotStarted", ``services.Studio.endpoint``,
+``services.Tracking.endpoint``, ``outputs.default`` in the artifact store). Every read of the
+job's status (ARM GET, run-history ``details``/``rundata``/run GET) advances it through
+``status_sequence`` (default Queued, Running) and then reports ``job_final_status``; a cancelled
+job reports Canceled. At submission the fake writes ``user_logs/std_log.txt`` into the artifact
+store (``ExperimentRun/dcid.<job>/``) and, for each named output, ``fake-output.txt`` at
+``azureml/<job>/<output>/`` in the workspace blob store (``set_job_output`` replaces those
+files), so ``jobs.stream`` prints the log and ``jobs.download(output_name=...)`` downloads the
+files. ``jobs.stream`` sleeps ``AZUREML_RUN_POLLING_INTERVAL_MIN`` seconds (default 2, read by
+azure-ai-ml when it is imported) between polls; with the default sequence it polls once (~2.3 s).
+
+Not emulated
+------------
+* Registries (``azureml://registries/...`` assets, e.g. curated environments resolved through the
+  registry discovery service), pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
+  model/data uploads from local paths (they go through the datastore, not startPendingUpload),
+  online/batch endpoints, schedules, workspace create/delete, connections, MLflow. Unknown routes
+  answer 404 ``{"error": {"code": "NoSuchRoute"}}`` and are kept in ``fake.unhandled``.
+* Quota is checked only on compute create (a job never fails for quota at submission: in Azure it
+  waits in the queue).
+* No authentication check beyond the ``fail_auth`` knob (``x-azureml-token``, the user AML token
+  sent with pipeline jobs, is recorded, not verified); no ETags / If-Match; environment and
+  component references in a job are not checked for existence (computes are: ``check_compute``).
+* Data Lake Gen2 / Azure Files datastores (only the blob REST is implemented).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
+
+from azure.core.pipeline.transport import RequestsTransport
+
+try:  # azure-core >= 1.31
+    from azure.core.credentials import AccessToken, AccessTokenInfo
+except ImportError:  # pragma: no cover
+    from azure.core.credentials import AccessToken
+
+    AccessTokenInfo = None  # type: ignore[assignment]
+
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+TENANT_ID = "72f988bf-0000-0000-0000-000000000000"
+OBJECT_ID = "11111111-1111-1111-1111-111111111111"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+STORAGE_ACCOUNT = "devstoreaccount1"
+STORAGE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ARTIFACT_CONTAINER = "azureml"
+TERMINAL = {"Completed", "Failed", "Canceled", "NotResponding", "Paused"}
+
+
+# ------------------------------------------------------------------------------------------------
+# credential and transport
+# ------------------------------------------------------------------------------------------------
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class StaticCredential:
+    """A TokenCredential that never calls out: a fixed, unsigned JWT whose ``aud`` is the scope's
+    resource (so azure-ai-ml's own ``jwt.decode`` checks of ``tid``/``aud`` pass)."""
+
+    def __init__(self, tenant_id: str = TENANT_ID, expires_in: int = 3600 * 24) -> None:
+        self.tenant_id = tenant_id
+        self.expires_in = expires_in
+        self.calls: list[tuple[str, ...]] = []
+
+    def _token(self, scopes: tuple[str, ...]) -> tuple[str, int]:
+        self.calls.append(tuple(scopes))
+        scope = scopes[0] if scopes else "https://management.azure.com/.default"
+        aud = (scope[: -len(".default")] if scope.endswith(".default") else scope).rstrip("/")
+        exp = int(time.time()) + self.expires_in
+        payload = {"aud": aud, "iss": f"https://sts.windows.net/{self.tenant_id}/", "tid": self.tenant_id,
+                   "oid": OBJECT_ID, "upn": "tester@example.invalid", "iat": exp - self.expires_in, "exp": exp}
+        header = {"alg": "none", "typ": "JWT"}
+        token = ".".join([_b64url(json.dumps(header).encode()), _b64url(json.dumps(payload).encode()),
+                          _b64url(b"fake-signature")])
+        return token, exp
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        token, exp = self._token(scopes)
+        return AccessToken(token, exp)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        token, exp = self._token(scopes)
+        if AccessTokenInfo is None:  # pragma: no cover
+            return AccessToken(token, exp)
+        return AccessTokenInfo(token, exp, token_type="Bearer")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "StaticCredential":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def rewrite_url(url: str, port: int, blob_port: int | None = None) -> tuple[str, str | None]:
+    """Map an Azure URL to loopback: ``(new_url, original_host)``; loopback URLs are unchanged
+    (original_host None). Path and query are kept. Storage hosts (``<account>.blob.<suffix>``) go
+    to ``blob_port`` when given (Azurite), everything else to the fake on ``port``."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in LOOPBACK:
+        return url, None
+    target = blob_port if (blob_port and ".blob." in host) else port
+    return urlunsplit(("http", f"127.0.0.1:{target}", parts.path or "/", parts.query, "")), parts.netloc
+
+
+class RewritingTransport(RequestsTransport):
+    """An azure-core RequestsTransport that sends every non-loopback request to the fake on
+    127.0.0.1:<port> (storage hosts ``*.blob.*`` to ``blob_port`` if given, e.g. Azurite's),
+    keeping path and query, with the original host in ``x-original-host`` (and, for storage, in
+    ``Host`` too: Azurite then takes the account from the host name, "production-style", so
+    shared-key signatures made for ``https://<account>.blob.core.windows.net`` still match).
+    Proxy environment variables are ignored (``use_env_settings=False``) so loopback traffic
+    never goes through a proxy."""
+
+    def __init__(self, port: int, *, blob_port: int | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("use_env_settings", False)
+        super().__init__(**kwargs)
+        self.port = port
+        self.blob_port = blob_port
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        url = request.url
+        new_url, original = rewrite_url(url, self.port, self.blob_port)
+        if original is None:
+            return super().send(request, **kwargs)
+        # Send the loopback URL, then give the request its Azure URL back: the response keeps a
+        # reference to it, and pollers and pagers build their next URLs from it (they must stay
+        # https for the bearer-token policy).
+        request.url = new_url
+        request.headers["x-original-host"] = original
+        storage = ".blob." in original.lower()
+        if storage:
+            request.headers["Host"] = original
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            request.url = url
+            if storage:
+                request.headers.pop("Host", None)
+
+
+# swapping azure-storage-*'s default transport while a FakeAzure runs ---------------------------
+_redirects: list["FakeAzure"] = []
+_saved_transports: dict[str, Any] = {}
+_redirect_lock = threading.Lock()
+
+
+class _StorageTransport(RewritingTransport):
+    def __init__(self, **kwargs: Any) -> None:
+        fake = _redirects[-1] if _redirects else None
+        if fake is None:  # pragma: no cover - only built while a fake is running
+            raise RuntimeError("storage redirect used with no FakeAzure running")
+        kwargs.pop("use_env_settings", None)
+        super().__init__(fake.port, blob_port=fake.blob_port, **kwargs)
+
+
+def _storage_modules() -> list[Any]:
+    import importlib
+
+    mods = []
+    for name in ("azure.storage.blob._shared.base_client", "azure.storage.filedatalake._shared.base_client",
+                 "azure.storage.fileshare._shared.base_client"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return mods
+
+
+def _push_storage_redirect(fake: "FakeAzure") -> None:
+    with _redirect_lock:
+        if not _redirects:
+            for mod in _storage_modules():
+                if hasattr(mod, "RequestsTransport"):
+                    _saved_transports[mod.__name__] = mod.RequestsTransport
+                    mod.RequestsTransport = _StorageTransport
+        _redirects.append(fake)
+
+
+def _pop_storage_redirect(fake: "FakeAzure") -> None:
+    with _redirect_lock:
+        if fake in _redirects:
+            _redirects.remove(fake)
+        if not _redirects:
+            for name, original in _saved_transports.items():
+                sys.modules[name].RequestsTransport = original
+            _saved_transports.clear()
+
+
+# ------------------------------------------------------------------------------------------------
+# recorded requests
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str  # without the query string, percent-decoded
+    query: dict[str, str]
+    headers: dict[str, str]  # minus Authorization
+    body: Any  # parsed JSON, or None
+    host: str  # the original host (x-original-host), or the loopback host it was sent to
+    data: bytes = b""  # the raw body (blob uploads keep only the first 4 KiB)
+
+    def __repr__(self) -> str:
+        q = ("?" + "&".join(f"{k}={v}" for k, v in self.query.items())) if self.query else ""
+        return f"<{self.method} {self.host}{self.path}{q}>"
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.0000000+00:00", time.gmtime())
+
+
+def _http_date(ts: float | None = None) -> str:
+    return email.utils.formatdate(ts if ts is not None else time.time(), usegmt=True)
+
+
+@dataclass
+class _Blob:
+    data: bytes
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/octet-stream"
+    modified: float = field(default_factory=time.time)
+    etag: str = field(default_factory=lambda: f'"0x{uuid.uuid4().hex[:15].upper()}"')
+
+
+class _Reply(Exception):
+    """Raised by a route to answer at once."""
+
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _arm_error(status: int, code: str, message: str, **extra: Any) -> _Reply:
+    error = {"code": code, "message": message, **extra}
+    return _Reply(status, {"error": error}, {"x-ms-failure-cause": "gateway" if status in (401, 403) else "service"})
+
+
+# ------------------------------------------------------------------------------------------------
+# the fake
+# ------------------------------------------------------------------------------------------------
+_WS_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resource[gG]roups/(?P<rg>[^/]+)/providers/"
+                    r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)(?P<rest>/.*)?$", re.I)
+_DATAPLANE_RE = re.compile(r"^/(?P<svc>history|data|modelregistry|artifact|mlflow|execution)/v[\d.]+/(?:private/)?"
+                           r"subscriptions/(?P<sub>[^/]+)/resource[gG]roups/(?P<rg>[^/]+)/providers/"
+                           r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)(?P<rest>/.*)?$", re.I)
+_LOCATION_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/"
+                          r"locations/(?P<loc>[^/]+)(?P<rest>/.*)?$", re.I)
+
+
+class FakeAzure:
+    """In-memory ARM + Azure ML REST fake on 127.0.0.1:<random port> (a threaded http.server).
+
+    Knobs (constructor keywords, also plain attributes that tests may change between calls):
+      fail_auth          None | 401 | 403: every request gets that status and an Azure error body
+      missing_workspace  workspace GET 404 ResourceNotFound, workspace-scoped calls 404
+                         ParentResourceNotFound
+      quota_exceeded     False | True | "async": compute create fails with the AmlCompute vCPU
+                         quota error (True: 400 BadRequest on the PUT; "async": the long-running
+                         operation ends Failed with that error)
+      job_final_status   "Completed" | "Failed" | "Canceled" ...: status after status_sequence
+      status_sequence    statuses reported by the first reads of a job (default Queued, Running)
+      computes           {name: vm_size} pre-existing AmlCompute clusters
+      data_assets        {name: [version, ...]} pre-existing uri_folder data assets
+      environments       {name: [version, ...]} pre-existing environments
+      lro_polls          how many "InProgress" answers a long-running operation gives first
+      poll_delay_ms      the retry-after-ms the fake gives pollers (default 20 ms)
+      check_compute      a job PUT whose computeId names a compute this fake does not hold
+                         answers 400 UserError (default True)
+      redirect_storage   swap azure-storage-*'s default transport while running (default True)
+    """
+
+    def __init__(self, *, subscription: str = DEFAULT_SUBSCRIPTION, resource_group: str = "rg",
+                 workspace: str = "ws", location: str = "eastus", azurite: Any = None,
+                 fail_auth: int | None = None, missing_workspace: bool = False,
+                 quota_exceeded: bool | str = False, job_final_status: str = "Completed",
+                 status_sequence: tuple[str, ...] = ("Queued", "Running"),
+                 computes: dict[str, str] | None = None, data_assets: dict[str, list] | None = None,
+                 environments: dict[str, list] | None = None, lro_polls: int = 1, poll_delay_ms: int = 20,
+                 check_compute: bool = True, redirect_storage: bool = True) -> None:
+        self.subscription = subscription
+        self.resource_group = resource_group
+        self.workspace = workspace
+        self.location = location
+        self.workspace_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{subscription}/{resource_group}/{workspace}"))
+        self.azurite = azurite
+        self.fail_auth = fail_auth
+        self.missing_workspace = missing_workspace
+        self.quota_exceeded = quota_exceeded
+        self.job_final_status = job_final_status
+        self.status_sequence = tuple(status_sequence)
+        self.lro_polls = lro_polls
+        self.poll_delay_ms = poll_delay_ms
+        self.check_compute = check_compute
+        self.redirect_storage = redirect_storage
+
+        self.requests: list[RecordedRequest] = []  # control plane + data plane (not blob)
+        self.blob_requests: list[RecordedRequest] = []  # requests to the built-in blob store
+        self.unhandled: list[RecordedRequest] = []
+        self.lock = threading.RLock()
+
+        self.computes: dict[str, dict] = {}
+        self.jobs: dict[str, dict] = {}  # name -> {"body", "resource", "reads", "status", "canceled"}
+        self.codes: dict[str, dict[str, dict]] = {}  # name -> version -> resource
+        self.data_assets: dict[str, dict[str, dict]] = {}
+        self.environments: dict[str, dict[str, dict]] = {}
+        self.components: dict[str, dict[str, dict]] = {}
+        self.models: dict[str, dict[str, dict]] = {}
+        self.datastores: dict[str, dict] = {}
+        self.operations: dict[str, dict] = {}  # async operation id -> {"polls", "status", "error"}
+        self.pending_uploads: list[dict] = []  # {"name", "version", "container", "blob_uri", "sas_uri"}
+        self.blobs: dict[tuple[str, str], _Blob] = {}  # (container, name) -> blob (built-in store)
+        self.containers: set[str] = set()
+        self._blocks: dict[tuple[str, str], dict[str, bytes]] = {}
+
+        self.blobstore_container = f"azureml-blobstore-{self.workspace_id}"
+        self._add_datastore("workspaceblobstore", self.blobstore_container, default=True)
+        self._add_datastore("workspaceartifactstore", ARTIFACT_CONTAINER)
+        for name, size in (computes or {}).items():
+            self.add_compute(name, size)
+        for name, versions in (data_assets or {}).items():
+            for v in versions:
+                self.add_data_asset(name, str(v))
+        for name, versions in (environments or {}).items():
+            for v in versions:
+                self.add_environment(name, str(v))
+
+        self.port = 0
+        self._connections: set = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def blob_port(self) -> int | None:
+        """Where storage hosts are sent: Azurite's port, or None (this server's blob store)."""
+        return self.azurite.port if self.azurite is not None else None
+
+    def start(self) -> "FakeAzure":
+        handler = type("_Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"FakeAzure:{self.port}",
+                                        daemon=True)
+        self._thread.start()
+        if self.redirect_storage:
+            _push_storage_redirect(self)
+        return self
+
+    def stop(self) -> None:
+        if self.redirect_storage:
+            _pop_storage_redirect(self)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self.lock:  # keep-alive connections the clients' pools still hold
+            live, self._connections = list(self._connections), set()
+        for conn in live:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "FakeAzure":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- ids and urls --------------------------------------------------------------------------
+    @property
+    def workspace_arm_id(self) -> str:
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+                f"Microsoft.MachineLearningServices/workspaces/{self.workspace}")
+
+    @property
+    def api_host(self) -> str:
+        return f"{self.location}.api.azureml.ms"
+
+    def studio_url(self, job_name: str) -> str:
+        return (f"https://ml.azure.com/runs/{job_name}?wsid=/subscriptions/{self.subscription}/resourcegroups/"
+                f"{self.resource_group}/workspaces/{self.workspace}")
+
+    def _rid(self, kind: str, name: str, *more: str) -> str:
+        return "/".join([self.workspace_arm_id, kind, name, *more])
+
+    # -- queries for tests ---------------------------------------------------------------------
+    def find(self, method: str | None = None, contains: str | None = None) -> list[RecordedRequest]:
+        """Recorded control-plane requests with this method whose path contains ``contains``."""
+        with self.lock:
+            return [r for r in self.requests
+                    if (method is None or r.method == method.upper()) and (contains is None or contains in r.path)]
+
+    def request_lines(self) -> list[str]:
+        """``"METHOD host/path"`` for every recorded control-plane request (query omitted)."""
+        with self.lock:
+            return [f"{r.method} {r.host}{r.path}" for r in self.requests]
+
+    def job_body(self, name: str | None = None) -> dict:
+        """The body of the (last) job PUT, as sent by the client."""
+        with self.lock:
+            if name is None:
+                name = list(self.jobs)[-1]
+            return self.jobs[name]["body"]
+
+    def list_blobs(self, container: str, prefix: str = "") -> list[str]:
+        if self.azurite is not None:
+            return self.azurite.list_blobs(container, prefix or None)
+        with self.lock:
+            return sorted(n for (c, n) in self.blobs if c == container and n.startswith(prefix))
+
+    def read_blob(self, container: str, name: str) -> bytes:
+        if self.azurite is not None:
+            return self.azurite.download_blob(container, name)
+        with self.lock:
+            return self.blobs[(container, name)].data
+
+    def put_blob(self, container: str, name: str, data: bytes | str) -> None:
+        data = data.encode() if isinstance(data, str) else data
+        if self.azurite is not None:
+            self.azurite.upload_blob(container, name, data)
+            return
+        with self.lock:
+            self.containers.add(container)
+            self.blobs[(container, name)] = _Blob(data)
+
+    def snapshot_files(self, index: int = -1) -> list[str]:
+        """Blob names of a code snapshot (default: the last one uploaded), relative to the
+        snapshot folder, i.e. the files of the job's ``code:`` folder."""
+        with self.lock:
+            if not self.pending_uploads:
+                return []
+            container = self.pending_uploads[index]["container"]
+        names = self.list_blobs(container)
+        tops = {n.split("/", 1)[0] for n in names}
+        if len(tops) == 1 and all("/" in n for n in names):  # everything under the folder's own name
+            names = [n.split("/", 1)[1] for n in names]
+        return sorted(names)
+
+    def set_job_output(self, job_name: str, output_name: str, files: dict[str, bytes | str]) -> None:
+        """Replace the files of a job's named output (``azureml/<job>/<output>/`` in the
+        workspace blob store), as the job would have written them."""
+        prefix = f"azureml/{job_name}/{output_name}/"
+        if self.azurite is None:
+            with self.lock:
+                for key in [k for k in self.blobs if k[0] == self.blobstore_container and k[1].startswith(prefix)]:
+                    del self.blobs[key]
+        else:
+            container = self.azurite.service_client().get_container_client(self.blobstore_container)
+            for name in self.azurite.list_blobs(self.blobstore_container, prefix):
+                container.delete_blob(name)
+        for rel, data in files.items():
+            self.put_blob(self.blobstore_container, prefix + rel, data)
+        with self.lock:
+            if job_name in self.jobs:
+                self.jobs[job_name]["outputs"].add(output_name)
+
+    # -- seeding -------------------------------------------------------------------------------
+    def _add_datastore(self, name: str, container: str, default: bool = False) -> None:
+        self.datastores[name] = {
+            "id": self._rid("datastores", name), "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+            "properties": {"datastoreType": "AzureBlob", "accountName": STORAGE_ACCOUNT, "containerName": container,
+                           "endpoint": "core.windows.net", "protocol": "https",
+                           "serviceDataAccessAuthIdentity": "WorkspaceSystemAssignedIdentity",
+                           "credentials": {"credentialsType": "AccountKey"}, "isDefault": default,
+                           "description": None, "properties": {}, "tags": {}},
+            "systemData": self._system_data(),
+        }
+        self.containers.add(container)
+
+    def _system_data(self) -> dict:
+        now = _now_iso()
+        return {"createdAt": now, "createdBy": "tester@example.invalid", "createdByType": "User",
+                "lastModifiedAt": now, "lastModifiedBy": "tester@example.invalid", "lastModifiedByType": "User"}
+
+    def add_compute(self, name: str, size: str = "Standard_DS3_v2", max_nodes: int = 4, min_nodes: int = 0,
+                    state: str = "Succeeded") -> dict:
+        resource = {
+            "id": self._rid("computes", name), "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces/computes", "location": self.location,
+            "tags": {}, "identity": None, "systemData": self._system_data(),
+            "properties": {
+                "computeType": "AmlCompute", "computeLocation": self.location, "provisioningState": state,
+                "description": None, "createdOn": _now_iso(), "modifiedOn": _now_iso(), "resourceId": None,
+                "provisioningErrors": None, "isAttachedCompute": False, "disableLocalAuth": True,
+                "properties": {
+                    "vmSize": size.upper(), "vmPriority": "Dedicated", "osType": "Linux",
+                    "scaleSettings": {"maxNodeCount": max_nodes, "minNodeCount": min_nodes,
+                                      "nodeIdleTimeBeforeScaleDown": "PT2M"},
+                    "remoteLoginPortPublicAccess": "Disabled", "enableNodePublicIp": True,
+                    "allocationState": "Steady", "allocationStateTransitionTime": _now_iso(),
+                    "currentNodeCount": 0, "targetNodeCount": 0,
+                    "nodeStateCounts": {"idleNodeCount": 0, "runningNodeCount": 0, "preparingNodeCount": 0,
+                                        "unusableNodeCount": 0, "leavingNodeCount": 0, "preemptedNodeCount": 0},
+                    "errors": None, "isolatedNetwork": False, "propertyBag": None,
+                },
+            },
+        }
+        with self.lock:
+            self.computes[name] = resource
+        return resource
+
+    def add_data_asset(self, name: str, version: str = "1", path: str | None = None,
+                       data_type: str = "uri_folder") -> dict:
+        path = path or (f"azureml://subscriptions/{self.subscription}/resourcegroups/{self.resource_group}/"
+                        f"workspaces/{self.workspace}/datastores/workspaceblobstore/paths/data/{name}/")
+        resource = {
+            "id": self._rid("data", name, "versions", version), "name": version,
+            "type": "Microsoft.MachineLearningServices/workspaces/data/versions",
+            "systemData": self._system_data(),
+            "properties": {"dataType": data_type, "dataUri": path, "description": None, "tags": {},
+                           "properties": {}, "isAnonymous": False, "isArchived": False},
+        }
+        with self.lock:
+            self.data_assets.setdefault(name, {})[version] = resource
+        return resource
+
+    def add_environment(self, name: str, version: str = "1",
+                        image: str = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest") -> dict:
+        resource = {
+            "id": self._rid("environments", name, "versions", version), "name": version,
+            "type": "Microsoft.MachineLearningServices/workspaces/environments/versions",
+            "systemData": self._system_data(),
+            "properties": {"image": image, "osType": "Linux", "environmentType": "UserCreated",
+                           "description": None, "tags": {}, "properties": {}, "isAnonymous": False,
+                           "isArchived": False, "autoRebuild": "Disabled"},
+        }
+        with self.lock:
+            self.environments.setdefault(name, {})[version] = resource
+        return resource
+
+    # -- request handling ----------------------------------------------------------------------
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], data: bytes) -> tuple[int, Any, dict]:
+        parts = urlsplit(raw_path)
+        path = unquote(parts.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        host = headers.get("x-original-host") or headers.get("host", "")
+        is_blob = path.startswith("/_blob/") or ".blob." in host.lower()
+        if is_blob and not path.startswith("/_blob/"):  # production-style: the account is in the host name
+            path = f"/_blob/{host.split('.', 1)[0]}{path}"
+        body: Any = None
+        if data and not is_blob:
+            try:
+                body = json.loads(data)
+            except ValueError:
+                body = None
+        rec = RecordedRequest(method, path, query,
+                              {k: v for k, v in headers.items() if k.lower() != "authorization"},
+                              body, host, data if not is_blob else data[:4096])
+        with self.lock:
+            (self.blob_requests if is_blob else self.requests).append(rec)
+        try:
+            if self.fail_auth:
+                self._auth_failure()
+            if is_blob:
+                return self._blob(method, path[len("/_blob/"):], query, headers, data)
+            with self.lock:
+                return self._route(method, path, query, body, headers)
+        except _Reply as reply:
+            if reply.status == 404 and isinstance(reply.body, dict) and \
+                    reply.body.get("error", {}).get("code") == "NoSuchRoute":
+                with self.lock:
+                    self.unhandled.append(rec)
+            return reply.status, reply.body, reply.headers
+
+    def _auth_failure(self) -> None:
+        if self.fail_auth == 401:
+            reply = _arm_error(401, "AuthenticationFailed",
+                               "Authentication failed. The 'Authorization' header is missing or the access token "
+                               "is invalid.")
+            reply.headers["WWW-Authenticate"] = (
+                f'Bearer authorization_uri="https://login.microsoftonline.com/{TENANT_ID}", error="invalid_token", '
+                'error_description="The access token is invalid."')
+            raise reply
+        raise _arm_error(int(self.fail_auth or 403), "AuthorizationFailed",
+                         f"The client 'tester@example.invalid' with object id '{OBJECT_ID}' does not have "
+                         "authorization to perform action 'Microsoft.MachineLearningServices/workspaces/read' over "
+                         f"scope '{self.workspace_arm_id}' or the scope is invalid. If access was recently granted, "
+                         "please refresh your credentials.")
+
+    def _route(self, method: str, path: str, query: dict, body: Any, headers: dict) -> tuple[int, Any, dict]:
+        if path.rstrip("/") == "/discovery":
+            return 200, self._discovery(), {}
+        m = _LOCATION_RE.match(path)
+        if m:
+            return self._location(method, m.group("loc"), m.group("rest") or "", query)
+        m = _DATAPLANE_RE.match(path)
+        if m:
+            self._check_workspace(m.group("sub"), m.group("rg"), m.group("ws"), child=True)
+            return self._dataplane(method, m.group("svc").lower(), m.group("rest") or "", query, body)
+        m = _WS_RE.match(path)
+        if m:
+            rest = m.group("rest") or ""
+            self._check_workspace(m.group("sub"), m.group("rg"), m.group("ws"), child=bool(rest.strip("/")))
+            return self._workspace_scoped(method, rest, query, body, headers)
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} {path}")
+
+    def _check_workspace(self, sub: str, rg: str, ws: str, child: bool) -> None:
+        known = (sub.lower() == self.subscription.lower() and rg.lower() == self.resource_group.lower()
+                 and ws.lower() == self.workspace.lower())
+        if known and not self.missing_workspace:
+            return
+        ws_id = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+        if child:
+            raise _arm_error(404, "ParentResourceNotFound",
+                             f"Failed to perform 'read' on resource(s) of type 'workspaces/*', because the parent "
+                             f"resource '{ws_id}' could not be found.")
+        raise _arm_error(404, "ResourceNotFound",
+                         f"The Resource 'Microsoft.MachineLearningServices/workspaces/{ws}' under resource group "
+                         f"'{rg}' was not found. For more details please go to "
+                         "https://aka.ms/ARMResourceNotFoundFix")
+
+    # -- workspace and discovery ---------------------------------------------------------------
+    def _discovery(self) -> dict:
+        api = f"https://{self.api_host}"
+        return {"api": api, "catalog": api, "experimentation": api, "gallery": f"{api}/gallery/v1.0",
+                "history": api, "hyperdrive": api, "labeling": api, "modelmanagement": api, "pipelines": api,
+                "studiometadata": api, "studio": "https://ml.azure.com"}
+
+    def workspace_resource(self) -> dict:
+        sub, rg = self.subscription, self.resource_group
+        return {
+            "id": self.workspace_arm_id, "name": self.workspace,
+            "type": "Microsoft.MachineLearningServices/workspaces", "location": self.location, "kind": "Default",
+            "tags": {}, "sku": {"name": "Basic", "tier": "Basic"}, "systemData": self._system_data(),
+            "identity": {"type": "SystemAssigned", "principalId": OBJECT_ID, "tenantId": TENANT_ID},
+            "properties": {
+                "friendlyName": self.workspace, "description": "", "workspaceId": self.workspace_id,
+                "provisioningState": "Succeeded", "hbiWorkspace": False, "publicNetworkAccess": "Enabled",
+                "v1LegacyMode": False, "enableDataIsolation": False, "storageHnsEnabled": False,
+                "storageAccount": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/"
+                                  f"storageAccounts/{STORAGE_ACCOUNT}",
+                "keyVault": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/kv-fake",
+                "applicationInsights": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                                       "Microsoft.insights/components/appi-fake",
+                "containerRegistry": None,
+                "discoveryUrl": f"https://{self.api_host}/discovery",
+                "mlFlowTrackingUri": f"azureml://{self.api_host}/mlflow/v1.0{self.workspace_arm_id}",
+                "notebookInfo": None, "privateLinkCount": 0, "tenantId": TENANT_ID,
+                "workspaceHubConfig": None, "managedNetwork": {"isolationMode": "Disabled"},
+            },
+        }
+
+    def _location(self, method: str, loc: str, rest: str, query: dict) -> tuple[int, Any, dict]:
+        seg = [s for s in rest.split("/") if s]
+        if len(seg) == 2 and seg[0].lower() in ("computeoperationsstatus", "mfeoperationsstatus", "operationsstatus"):
+            return self._operation_status(seg[1])
+        if len(seg) == 2 and seg[0].lower() in ("computeoperationsresult", "mfeoperationresults"):
+            return self._operation_status(seg[1])
+        if seg == ["usages"]:
+            used = sum(c["properties"]["properties"]["scaleSettings"]["maxNodeCount"] for c in self.computes.values())
+            return 200, {"value": [{
+                "id": f"/subscriptions/{self.subscription}/providers/Microsoft.MachineLearningServices/locations/"
+                      f"{loc}/usages/TotalCores", "aMLWorkspaceLocation": loc, "type":
+                      "Microsoft.MachineLearningServices/totalcores/usages", "unit": "Count",
+                "currentValue": used * 4, "limit": 0 if self.quota_exceeded else 100,
+                "name": {"value": "TotalCores", "localizedValue": "Total Cluster Dedicated Regional vCPUs"}}]}, {}
+        if seg == ["vmSizes"] or seg == ["vmsizes"]:
+            return 200, {"value": [
+                {"name": "Standard_DS3_v2", "family": "standardDSv2Family", "vCPUs": 4, "gpus": 0,
+                 "osVhdSizeMB": 1047552, "maxResourceVolumeMB": 28672, "memoryGB": 14.0,
+                 "lowPriorityCapable": True, "premiumIO": True,
+                 "supportedComputeTypes": ["ComputeInstance", "AmlCompute"]},
+                {"name": "Standard_NC6s_v3", "family": "standardNCSv3Family", "vCPUs": 6, "gpus": 1,
+                 "osVhdSizeMB": 1047552, "maxResourceVolumeMB": 344064, "memoryGB": 112.0,
+                 "lowPriorityCapable": True, "premiumIO": True,
+                 "supportedComputeTypes": ["ComputeInstance", "AmlCompute"]}]}, {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} location {rest}")
+
+    # -- long-running operations ---------------------------------------------------------------
+    def _start_operation(self, kind: str, on_success=None, error: dict | None = None) -> dict[str, str]:
+        op_id = uuid.uuid4().hex
+        self.operations[op_id] = {"polls": 0, "on_success": on_success, "error": error, "kind": kind}
+        base = (f"https://management.azure.com/subscriptions/{self.subscription}/providers/"
+                f"Microsoft.MachineLearningServices/locations/{self.location}")
+        return {"Azure-AsyncOperation": f"{base}/computeOperationsStatus/{op_id}?api-version=2023-08-01-preview",
+                "Location": f"{base}/computeOperationsResult/{op_id}?api-version=2023-08-01-preview",
+                **self._delay_headers()}
+
+    def _delay_headers(self) -> dict[str, str]:
+        # azure-core's pollers wait Retry-After seconds, but treat 0 as "not given" and then wait
+        # their default (30 s for ARM); retry-after-ms lets them poll after a few milliseconds.
+        return {"retry-after-ms": str(self.poll_delay_ms)}
+
+    def _operation_status(self, op_id: str) -> tuple[int, Any, dict]:
+        op = self.operations.get(op_id)
+        if op is None:
+            raise _arm_error(404, "ResourceNotFound", f"Operation {op_id} was not found.")
+        op["polls"] += 1
+        body: dict[str, Any] = {"id": op_id, "name": op_id, "startTime": _now_iso()}
+        if op["polls"] <= self.lro_polls:
+            body["status"] = "InProgress"
+        elif op["error"] is not None:
+            body.update(status="Failed", endTime=_now_iso(), error=op["error"])
+        else:
+            if op.get("on_success"):
+                op["on_success"]()
+                op["on_success"] = None
+            body.update(status="Succeeded", endTime=_now_iso())
+        return 200, body, self._delay_headers()
+
+    # -- workspace-scoped resources ------------------------------------------------------------
+    def _workspace_scoped(self, method: str, rest: str, query: dict, body: Any, headers: dict) -> tuple[int, Any, dict]:
+        seg = [s for s in rest.split("/") if s]
+        if not seg:
+            if method == "GET":
+                return 200, self.workspace_resource(), {}
+            raise _arm_error(405, "MethodNotAllowed", f"The fake does not {method} workspaces")
+        kind = seg[0].lower()
+        handler = {"computes": self._computes, "jobs": self._jobs, "codes": self._assets, "data": self._assets,
+                   "environments": self._assets, "components": self._assets, "models": self._assets,
+                   "datastores": self._datastores}.get(kind)
+        if handler is None:
+            raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} workspaces/<ws>{rest}")
+        return handler(method, seg, query, body)
+
+    # computes
+    def _computes(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
+        if len(seg) == 1 and method == "GET":
+            return 200, {"value": list(self.computes.values())}, {}
+        name = seg[1]
+        if len(seg) == 2 and method == "GET":
+            if name not in self.computes:
+                raise _arm_error(404, "ResourceNotFound",
+                                 f"The Resource 'Microsoft.MachineLearningServices/workspaces/{self.workspace}/"
+                                 f"computes/{name}' under resource group '{self.resource_group}' was not found.")
+            return 200, self.computes[name], {}
+        if len(seg) == 2 and method == "PUT":
+            return self._create_compute(name, body or {})
+        if len(seg) == 2 and method == "DELETE":
+            if name not in self.computes:
+                return 204, None, {}
+            headers = self._start_operation("delete", on_success=lambda: self.computes.pop(name, None))
+            return 202, None, headers
+        if len(seg) == 3 and method == "POST":
+            action = seg[2]
+            if name not in self.computes:
+                raise _arm_error(404, "ResourceNotFound", f"Compute {name} was not found.")
+            if action == "listKeys":
+                return 200, {"computeType": "AmlCompute"}, {}
+            if action == "listNodes":
+                return 200, {"nodes": [], "nextLink": None}, {}
+            return 202, None, self._start_operation(action)
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} computes/{'/'.join(seg[1:])}")
+
+    def _quota_error(self, size: str, nodes: int) -> dict:
+        return {"code": "BadRequest",
+                "message": (f"The specified subscription has a total vCPU quota of 0 and cannot accomodate for at "
+                            f"least {max(nodes, 1)} requested managed compute node which maps to 4 vCPUs. Talk to "
+                            "your Subscription Admin or refer to https://docs.microsoft.com/azure/machine-learning/"
+                            "how-to-manage-quotas#request-quota-increases to increase the total vCPU quota"),
+                "details": [], "additionalInfo": []}
+
+    def _create_compute(self, name: str, body: dict) -> tuple[int, Any, dict]:
+        props = (body.get("properties") or {})
+        inner = props.get("properties") or {}
+        size = inner.get("vmSize") or "STANDARD_DS3_V2"
+        scale = inner.get("scaleSettings") or {}
+        max_nodes = int(scale.get("maxNodeCount") or 4)
+        min_nodes = int(scale.get("minNodeCount") or 0)
+        if self.quota_exceeded and self.quota_exceeded != "async":
+            error = self._quota_error(size, min_nodes)
+            raise _Reply(400, {"error": error})
+        existed = name in self.computes
+        resource = self.add_compute(name, size, max_nodes, min_nodes, state="Creating")
+        # keep what the client sent (type, description, tags, identity, any extra properties)
+        resource["properties"]["computeType"] = props.get("computeType", "AmlCompute")
+        resource["properties"]["description"] = props.get("description")
+        for key, value in inner.items():
+            if key not in ("scaleSettings",):
+                resource["properties"]["properties"][key] = value
+        resource["properties"]["properties"]["vmSize"] = size
+        if body.get("tags"):
+            resource["tags"] = body["tags"]
+        if body.get("identity"):
+            resource["identity"] = body["identity"]
+        resource["location"] = body.get("location") or self.location
+
+        def succeed() -> None:
+            self.computes[name]["properties"]["provisioningState"] = "Succeeded"
+
+        def fail() -> None:
+            self.computes[name]["properties"]["provisioningState"] = "Failed"
+            self.computes[name]["properties"]["provisioningErrors"] = [{"error": self._quota_error(size, min_nodes)}]
+
+        if self.quota_exceeded == "async":
+            headers = self._start_operation("create", error=self._quota_error(size, min_nodes))
+            fail()
+        else:
+            headers = self._start_operation("create", on_success=succeed)
+        return (200 if existed else 201), resource, headers
+
+    # assets: codes, data, environments
+    def _asset_store(self, kind: str) -> dict[str, dict[str, dict]]:
+        return {"codes": self.codes, "data": self.data_assets, "environments": self.environments,
+                "components": self.components, "models": self.models}[kind]
+
+    def _asset_type(self, kind: str) -> str:
+        return f"Microsoft.MachineLearningServices/workspaces/{kind}"
+
+    def _container_resource(self, kind: str, name: str) -> dict:
+        versions = self._asset_store(kind).get(name, {})
+        latest = _latest_version(versions)
+        props: dict[str, Any] = {"description": None, "tags": {}, "properties": {}, "isArchived": False,
+                                 "latestVersion": latest, "nextVersion": _next_version(versions)}
+        if kind == "data" and latest:
+            props["dataType"] = versions[latest]["properties"].get("dataType", "uri_folder")
+        return {"id": self._rid(kind, name), "name": name, "type": self._asset_type(kind),
+                "systemData": self._system_data(), "properties": props}
+
+    def _assets(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
+        kind = seg[0].lower()
+        store = self._asset_store(kind)
+        if len(seg) == 1 and method == "GET":
+            return 200, {"value": [self._container_resource(kind, n) for n in sorted(store)]}, {}
+        name = seg[1]
+        if len(seg) == 2:
+            if method == "GET":
+                if name not in store:
+                    raise _not_found(kind, name)
+                return 200, self._container_resource(kind, name), {}
+            if method == "PUT":
+                store.setdefault(name, {})
+                return 200, self._container_resource(kind, name), {}
+        if len(seg) == 3 and seg[2].lower() == "versions" and method == "GET":
+            versions = list(store.get(name, {}).values())
+            if kind == "codes" and "hash" in query:  # the service looks the hash up workspace-wide
+                versions = [v for vs in store.values() for v in vs.values()]
+                versions = [v for v in versions
+                            if str((v["properties"].get("properties") or {}).get("hash_sha256", "")).lower()
+                            == query["hash"].lower()]
+            order = (query.get("$orderBy") or query.get("$orderby") or query.get("orderBy") or "").lower()
+            if "createdtime" in order and "desc" in order or not order:
+                versions = sorted(versions, key=lambda v: _version_key(v["name"]), reverse=True)
+            top = query.get("$top") or query.get("top")
+            if top:
+                versions = versions[: int(top)]
+            return 200, {"value": versions}, {}
+        if len(seg) >= 4 and seg[2].lower() == "versions":
+            version = seg[3]
+            if len(seg) == 5 and seg[4] == "startPendingUpload" and method == "POST":
+                return 200, self._start_pending_upload(kind, name, version, body or {}), {}
+            if len(seg) == 4 and method == "GET":
+                if version not in store.get(name, {}):
+                    raise _not_found(kind, f"{name}:{version}")
+                return 200, store[name][version], {}
+            if len(seg) == 4 and method == "PUT":
+                existed = version in store.get(name, {})
+                resource = {"id": self._rid(kind, name, "versions", version), "name": version,
+                            "type": self._asset_type(kind) + "/versions", "systemData": self._system_data(),
+                            "properties": dict((body or {}).get("properties") or {})}
+                resource["properties"].setdefault("isArchived", False)
+                resource["properties"].setdefault("isAnonymous", False)
+                if kind == "environments":
+                    resource["properties"].setdefault("environmentType", "UserCreated")
+                    resource["properties"].setdefault("osType", "Linux")
+                if kind == "codes":
+                    resource["properties"].setdefault("provisioningState", "Succeeded")
+                store.setdefault(name, {})[version] = resource
+                return (200 if existed else 201), resource, {}
+            if len(seg) == 4 and method == "DELETE":
+                store.get(name, {}).pop(version, None)
+                return 200, None, {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} {'/'.join(seg)}")
+
+    def _start_pending_upload(self, kind: str, name: str, version: str, body: dict) -> dict:
+        container = f"{self.workspace_id[:8]}-{uuid.uuid4().hex}"
+        if self.azurite is not None:
+            sas_uri = self.azurite.container_sas_url(container)
+            blob_uri = sas_uri.split("?", 1)[0]
+        else:
+            self.containers.add(container)
+            blob_uri = f"{self.base_url}/_blob/{STORAGE_ACCOUNT}/{container}"
+            sas_uri = (f"{blob_uri}?sv=2021-10-04&se=2099-01-01T00%3A00%3A00Z&sr=c&sp=rcwl"
+                       f"&sig={quote(base64.b64encode(hashlib.sha256(container.encode()).digest()).decode())}")
+        self.pending_uploads.append({"kind": kind, "name": name, "version": version, "container": container,
+                                     "blob_uri": blob_uri, "sas_uri": sas_uri})
+        return {"blobReferenceForConsumption": {
+                    "blobUri": blob_uri,
+                    "storageAccountArmId": f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                                           f"/providers/Microsoft.Storage/storageAccounts/{STORAGE_ACCOUNT}",
+                    "credential": {"credentialType": "SAS", "sasUri": sas_uri}},
+                "pendingUploadId": body.get("pendingUploadId") or str(uuid.uuid4()),
+                "pendingUploadType": "TemporaryBlobReference"}
+
+    # datastores
+    def _datastores(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
+        if len(seg) == 1 and method == "GET":
+            values = list(self.datastores.values())
+            if str(query.get("isDefault", "")).lower() == "true":
+                values = [d for d in values if d["properties"]["isDefault"]]
+            return 200, {"value": values}, {}
+        name = seg[1]
+        if name not in self.datastores:
+            raise _not_found("datastores", name)
+        if len(seg) == 2 and method == "GET":
+            return 200, self.datastores[name], {}
+        if len(seg) == 3 and seg[2] == "listSecrets" and method == "POST":
+            return 200, {"secretsType": "AccountKey", "key": STORAGE_KEY}, {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} datastores/{'/'.join(seg[1:])}")
+
+    # jobs
+    def _job_status(self, job: dict, advance: bool = True) -> str:
+        if job["canceled"]:
+            return "Canceled"
+        if advance:
+            job["reads"] += 1
+        reads = job["reads"]
+        if reads == 0:
+            return "NotStarted"
+        if reads <= len(self.status_sequence):
+            return self.status_sequence[reads - 1]
+        return self.job_final_status
+
+    def _job_resource(self, name: str, advance: bool = True) -> dict:
+        job = self.jobs[name]
+        status = self._job_status(job, advance)
+        job["status"] = status
+        resource = json.loads(json.dumps(job["resource"]))
+        resource["properties"]["status"] = status
+        return resource
+
+    def _jobs(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
+        if len(seg) == 1 and method == "GET":
+            return 200, {"value": [self._job_resource(n, advance=False) for n in self.jobs]}, {}
+        name = seg[1]
+        if len(seg) == 2 and method == "PUT":
+            return self._create_job(name, body or {})
+        if name not in self.jobs:
+            raise _not_found("jobs", name)
+        if len(seg) == 2 and method == "GET":
+            return 200, self._job_resource(name), {}
+        if len(seg) == 3 and seg[2] == "cancel" and method == "POST":
+            self.jobs[name]["canceled"] = True
+            return 202, None, self._start_operation("cancel")
+        if len(seg) == 2 and method == "DELETE":
+            return 202, None, self._start_operation("delete", on_success=lambda: self.jobs.pop(name, None))
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} jobs/{'/'.join(seg[1:])}")
+
+    def _create_job(self, name: str, body: dict) -> tuple[int, Any, dict]:
+        existed = name in self.jobs
+        props = json.loads(json.dumps(body.get("properties") or {}))
+        compute = props.get("computeId")
+        compute_name = (compute or "").rstrip("/").split("/")[-1]
+        if self.check_compute and compute and "/computes/" in compute.lower() and compute_name not in self.computes:
+            raise _arm_error(400, "UserError", f"Could not find compute target '{compute_name}' in workspace "
+                                               f"'{self.workspace}'.", innerError={"code": "NotFoundError"})
+        props.setdefault("experimentName", "Default")
+        props.setdefault("displayName", name)
+        props.setdefault("isArchived", False)
+        props.setdefault("properties", {})
+        props.setdefault("tags", {})
+        props["services"] = {
+            "Tracking": {"jobServiceType": "Tracking", "port": None, "status": None, "errorMessage": None,
+                         "properties": None, "endpoint": f"azureml://{self.api_host}/mlflow/v1.0"
+                                                          f"{self.workspace_arm_id}?"},
+            "Studio": {"jobServiceType": "Studio", "port": None, "status": None, "errorMessage": None,
+                       "properties": None, "endpoint": self.studio_url(name)},
+        }
+        outputs = props.get("outputs") or {}
+        named = [k for k, v in outputs.items() if isinstance(v, dict)]
+        outputs["default"] = {"jobOutputType": "uri_folder", "mode": "ReadWriteMount", "description": None,
+                              "uri": f"azureml://datastores/workspaceartifactstore/ExperimentRun/dcid.{name}"}
+        props["outputs"] = outputs
+        resource = {"id": self._rid("jobs", name), "name": name,
+                    "type": "Microsoft.MachineLearningServices/workspaces/jobs",
+                    "systemData": self._system_data(), "properties": props}
+        self.jobs[name] = {"body": body, "resource": resource, "reads": 0, "status": "NotStarted",
+                           "canceled": False, "outputs": set(named), "created": time.time()}
+        # what the job "writes": its log in the artifact store and a file per named output
+        prefix = f"ExperimentRun/dcid.{name}"
+        command = props.get("command") or f"({props.get('jobType')} job: {len(props.get('jobs') or {})} steps)"
+        log = (f"[fake-azure] job {name} ({props.get('jobType')}) on {compute or 'serverless'}\n"
+               f"[fake-azure] command: {command}\n[fake-azure] done\n")
+        self._lock_free_put(ARTIFACT_CONTAINER, f"{prefix}/user_logs/std_log.txt", log.encode())
+        for out in named:
+            self._lock_free_put(self.blobstore_container, f"azureml/{name}/{out}/fake-output.txt",
+                                f"output {out} of job {name}\n".encode())
+        resource = self._job_resource(name, advance=False)
+        return (200 if existed else 201), resource, {}
+
+    def _lock_free_put(self, container: str, name: str, data: bytes) -> None:
+        # called with self.lock held (re-entrant); Azurite uploads are plain HTTP calls to another process
+        self.put_blob(container, name, data)
+
+    # -- data plane: run history, dataset resolution -------------------------------------------
+    def _run(self, name: str, advance: bool = True) -> dict:
+        job = self.jobs[name]
+        status = self._job_status(job, advance)
+        job["status"] = status
+        props = job["resource"]["properties"]
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(job["created"]))
+        run: dict[str, Any] = {
+            "runId": name, "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "status": status,
+            "displayName": props.get("displayName"), "experimentId": str(uuid.uuid5(uuid.NAMESPACE_URL, "exp")),
+            "runType": "azureml.scriptrun", "target": (props.get("computeId") or "").split("/")[-1] or None,
+            "createdUtc": created, "startTimeUtc": created if status not in ("NotStarted", "Queued") else None,
+            "endTimeUtc": _now_iso() if status in TERMINAL else None, "tags": props.get("tags") or {},
+            "properties": props.get("properties") or {}, "warnings": [],
+        }
+        if status == "Failed":
+            run["error"] = {"error": {"code": "UserError", "message": "Execution failed (fake): exit code 1",
+                                      "messageFormat": "", "details": []}, "time": _now_iso()}
+        return run
+
+    def _dataplane(self, method: str, svc: str, rest: str, query: dict, body: Any) -> tuple[int, Any, dict]:
+        seg = [s for s in rest.split("/") if s]
+        if svc == "history":
+            # .../runs/<id>[/details|/children], .../experiments/<exp>/runs/<id>, .../rundata
+            if seg == ["rundata"] and method == "POST":
+                run_id = (body or {}).get("runId")
+                if run_id not in self.jobs:
+                    raise _not_found("runs", str(run_id))
+                run = self._run(run_id)
+                run["outputs"] = {
+                    out: {"assetId": f"azureml://locations/{self.location}/workspaces/{self.workspace_id}/data/"
+                                     f"azureml_{run_id}_output_data_{out}/versions/1", "type": "uri_folder"}
+                    for out in sorted(self.jobs[run_id]["outputs"])}
+                return 200, {"runMetadata": run, "metrics": {}}, {}
+            if "runs" in seg:
+                i = seg.index("runs")
+                run_id = seg[i + 1] if len(seg) > i + 1 else None
+                tail = seg[i + 2:] if run_id else []
+                if run_id is None:
+                    raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} history {rest}")
+                if run_id not in self.jobs:
+                    raise _not_found("runs", run_id)
+                if tail == ["details"] and method == "GET":
+                    run = self._run(run_id)
+                    details = {k: run.get(k) for k in ("runId", "runUuid", "status", "target", "startTimeUtc",
+                                                         "endTimeUtc", "tags", "properties", "warnings", "error")}
+                    details["logFiles"] = self._log_files(run_id)
+                    return 200, details, {}
+                if tail == ["children"] and method == "GET":
+                    return 200, {"value": [], "continuationToken": None}, {}
+                if not tail and method in ("GET", "PATCH", "POST", "PUT"):
+                    run = self._run(run_id, advance=(method == "GET"))
+                    if method != "GET" and isinstance(body, dict):
+                        job_props = self.jobs[run_id]["resource"]["properties"]
+                        for key, target in (("tags", "tags"), ("properties", "properties")):
+                            if body.get(key):
+                                job_props.setdefault(target, {}).update(body[key])
+                        for key in ("displayName", "description"):
+                            if body.get(key) is not None:
+                                job_props[key] = body[key]
+                        run = self._run(run_id, advance=False)
+                    return 200, run, {}
+            raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} history {rest}")
+        if svc == "data" and seg == ["dataversion", "batchGetResolvedUris"] and method == "POST":
+            values = {}
+            for asset_id in (body or {}).get("values") or []:
+                m = re.search(r"/data/azureml_(?P<job>.+)_output_data_(?P<out>[^/]+)/versions/", asset_id)
+                if not m:
+                    continue
+                values[asset_id] = {
+                    "uri": f"azureml://subscriptions/{self.subscription}/resourcegroups/{self.resource_group}/"
+                           f"workspaces/{self.workspace}/datastores/workspaceblobstore/paths/"
+                           f"azureml/{m.group('job')}/{m.group('out')}/",
+                    "type": "uri_folder"}
+            return 200, {"values": values}, {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} {svc} {rest}")
+
+    def _log_files(self, run_id: str) -> dict[str, str]:
+        prefix = f"ExperimentRun/dcid.{run_id}/"
+        names = []
+        if self.azurite is None:
+            names = [n for (c, n) in self.blobs if c == ARTIFACT_CONTAINER and n.startswith(prefix)]
+        else:
+            names = self.azurite.list_blobs(ARTIFACT_CONTAINER, prefix)
+        return {n[len(prefix):]: f"https://{STORAGE_ACCOUNT}.blob.core.windows.net/{ARTIFACT_CONTAINER}/{n}"
+                                 f"?sv=2021-10-04&sr=b&sp=r&sig=fake" for n in sorted(names)}
+
+    # -- built-in blob store -------------------------------------------------------------------
+    def _blob(self, method: str, rest: str, query: dict, headers: dict, data: bytes) -> tuple[int, Any, dict]:
+        # rest = <account>/<container>[/<blob name>]
+        parts = rest.split("/", 2)
+        if len(parts) < 2 or not parts[1]:
+            if query.get("comp") == "properties" or query.get("restype") == "service":
+                return 200, b"", {}
+            raise _blob_error(400, "InvalidUri", "The requested URI does not represent any resource on the server.")
+        container = parts[1]
+        name = parts[2] if len(parts) > 2 else ""
+        with self.lock:
+            if not name:
+                return self._blob_container(method, container, query)
+            return self._blob_object(method, container, name, query, headers, data)
+
+    def _blob_container(self, method: str, container: str, query: dict) -> tuple[int, Any, dict]:
+        restype = query.get("restype")
+        if restype == "container" and method == "PUT":
+            if container in self.containers:
+                raise _blob_error(409, "ContainerAlreadyExists", "The specified container already exists.")
+            self.containers.add(container)
+            return 201, b"", {"ETag": '"0x1"', "Last-Modified": _http_date()}
+        if restype == "container" and query.get("comp") == "list" and method == "GET":
+            return 200, self._list_xml(container, query), {"Content-Type": "application/xml"}
+        if restype == "container" and method in ("GET", "HEAD") and "comp" not in query:
+            if container not in self.containers:
+                raise _blob_error(404, "ContainerNotFound", "The specified container does not exist.")
+            return 200, b"", {"ETag": '"0x1"', "Last-Modified": _http_date(), "x-ms-lease-status": "unlocked",
+                              "x-ms-lease-state": "available", "x-ms-has-immutability-policy": "false",
+                              "x-ms-has-legal-hold": "false"}
+        if restype == "container" and method == "DELETE":
+            self.containers.discard(container)
+            for key in [k for k in self.blobs if k[0] == container]:
+                del self.blobs[key]
+            return 202, b"", {}
+        raise _blob_error(400, "UnsupportedQueryParameter", f"The fake blob store does not support {method} {query}")
+
+    def _list_xml(self, container: str, query: dict) -> bytes:
+        prefix = query.get("prefix", "")
+        delimiter = query.get("delimiter")
+        names = sorted(n for (c, n) in self.blobs if c == container and n.startswith(prefix))
+        include = query.get("include", "")
+        items, prefixes = [], []
+        for n in names:
+            if delimiter:
+                tail = n[len(prefix):]
+                if delimiter in tail:
+                    p = prefix + tail.split(delimiter, 1)[0] + delimiter
+                    if p not in prefixes:
+                        prefixes.append(p)
+                    continue
+            b = self.blobs[(container, n)]
+            meta = ""
+            if "metadata" in include:
+                meta = "<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in b.metadata.items()) + "</Metadata>"
+            items.append(
+                f"<Blob><Name>{escape(n)}</Name><Properties><Creation-Time>{_http_date(b.modified)}</Creation-Time>"
+                f"<Last-Modified>{_http_date(b.modified)}</Last-Modified><Etag>{escape(b.etag)}</Etag>"
+                f"<Content-Length>{len(b.data)}</Content-Length><Content-Type>{escape(b.content_type)}</Content-Type>"
+                f"<BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true"
+                f"</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
+                f"<ServerEncrypted>true</ServerEncrypted></Properties>{meta}</Blob>")
+        items += [f"<BlobPrefix><Name>{escape(p)}</Name></BlobPrefix>" for p in prefixes]
+        xml = (f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="{self.base_url}/_blob/'
+               f'{STORAGE_ACCOUNT}/" ContainerName="{escape(container)}"><Prefix>{escape(prefix)}</Prefix>'
+               + (f"<Delimiter>{escape(delimiter)}</Delimiter>" if delimiter else "")
+               + f"<Blobs>{''.join(items)}</Blobs><NextMarker /></EnumerationResults>")
+        return xml.encode()
+
+    def _blob_object(self, method: str, container: str, name: str, query: dict, headers: dict,
+                     data: bytes) -> tuple[int, Any, dict]:
+        key = (container, name)
+        comp = query.get("comp")
+        meta = {k[len("x-ms-meta-"):]: v for k, v in headers.items() if k.lower().startswith("x-ms-meta-")}
+        if method == "PUT" and comp == "block":
+            self._blocks.setdefault(key, {})[query["blockid"]] = data
+            return 201, b"", {"x-ms-request-server-encrypted": "true"}
+        if method == "PUT" and comp == "blocklist":
+            ids = re.findall(r"<(?:Latest|Uncommitted|Committed)>([^<]*)</", data.decode())
+            blocks = self._blocks.pop(key, {})
+            content = b"".join(blocks.get(i, b"") for i in ids)
+            self.containers.add(container)
+            self.blobs[key] = _Blob(content, meta, headers.get("x-ms-blob-content-type", "application/octet-stream"))
+            return 201, b"", self._blob_headers(self.blobs[key], with_length=False)
+        if method == "PUT" and comp == "metadata":
+            if key not in self.blobs:
+                raise _blob_error(404, "BlobNotFound", "The specified blob does not exist.")
+            self.blobs[key].metadata = meta
+            return 200, b"", self._blob_headers(self.blobs[key], with_length=False)
+        if method == "PUT" and comp is None:
+            if headers.get("x-ms-blob-type", "BlockBlob") != "BlockBlob":
+                raise _blob_error(400, "InvalidHeaderValue", "Only BlockBlob is supported by the fake.")
+            self.containers.add(container)
+            self.blobs[key] = _Blob(data, meta, headers.get("x-ms-blob-content-type") or
+                                    headers.get("content-type") or "application/octet-stream")
+            return 201, b"", {**self._blob_headers(self.blobs[key], with_length=False),
+                              "x-ms-request-server-encrypted": "true"}
+        if key not in self.blobs:
+            raise _blob_error(404, "BlobNotFound", "The specified blob does not exist.")
+        blob = self.blobs[key]
+        if method == "HEAD" or (method == "GET" and comp == "properties"):
+            return 200, b"", self._blob_headers(blob)
+        if method == "GET" and comp is None:
+            rng = headers.get("x-ms-range") or headers.get("range")
+            if rng:
+                m = re.match(r"bytes=(\d+)-(\d*)", rng)
+                start = int(m.group(1))
+                end = int(m.group(2)) if m.group(2) else len(blob.data) - 1
+                if start >= len(blob.data):
+                    raise _blob_error(416, "InvalidRange", "The range specified is invalid for the current size "
+                                                           "of the resource.")
+                end = min(end, len(blob.data) - 1)
+                chunk = blob.data[start:end + 1]
+                hdrs = self._blob_headers(blob, with_length=False)
+                hdrs["Content-Range"] = f"bytes {start}-{end}/{len(blob.data)}"
+                return 206, chunk, hdrs
+            return 200, blob.data, self._blob_headers(blob, with_length=False)
+        if method == "DELETE":
+            del self.blobs[key]
+            return 202, b"", {"x-ms-delete-type-permanent": "true"}
+        raise _blob_error(400, "UnsupportedHttpVerb", f"The fake blob store does not support {method} {query}")
+
+    @staticmethod
+    def _blob_headers(blob: _Blob, with_length: bool = True) -> dict[str, str]:
+        h = {"ETag": blob.etag, "Last-Modified": _http_date(blob.modified), "x-ms-blob-type": "BlockBlob",
+             "Content-Type": blob.content_type, "x-ms-creation-time": _http_date(blob.modified),
+             "x-ms-lease-status": "unlocked", "x-ms-lease-state": "available", "x-ms-server-encrypted": "true",
+             "Accept-Ranges": "bytes", "x-ms-access-tier": "Hot", "x-ms-access-tier-inferred": "true"}
+        for k, v in blob.metadata.items():
+            h[f"x-ms-meta-{k}"] = v
+        if with_length:
+            h["x-ms-content-length-for-head"] = str(len(blob.data))
+        return h
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def _version_key(v: str) -> tuple:
+    return (0, int(v), "") if v.isdigit() else (1, 0, v)
+
+
+def _latest_version(versions: dict) -> str | None:
+    if not versions:
+        return None
+    return sorted(versions, key=_version_key)[-1]
+
+
+def _next_version(versions: dict) -> str:
+    numeric = [int(v) for v in versions if v.isdigit()]
+    return str(max(numeric) + 1 if numeric else 1)
+
+
+def _not_found(kind: str, name: str) -> _Reply:
+    return _arm_error(404, "UserError", f"Could not find {kind} '{name}' in workspace.",
+                      innerError={"code": "NotFoundError"})
+
+
+def _blob_error(status: int, code: str, message: str) -> _Reply:
+    body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{escape(message)}\n'
+            f"RequestId:{uuid.uuid4()}\nTime:{_now_iso()}</Message></Error>").encode()
+    return _Reply(status, body, {"x-ms-error-code": code, "Content-Type": "application/xml"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeAzure  # set on the subclass made by FakeAzure.start
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeAzure/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake.lock:
+            self.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.fake.lock:
+                self.fake._connections.discard(self.connection)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = self._read_chunked()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            status, body, extra = self.fake.handle(self.command, self.path, headers, data)
+        except Exception as exc:  # a bug in the fake: say so loudly, as a 400 (no client retries)
+            import traceback
+
+            traceback.print_exc()
+            status, body, extra = 400, {"error": {"code": "FakeAzureBug", "message": repr(exc)}}, {}
+        if body is None:
+            payload = b""
+        elif isinstance(body, (bytes, bytearray)):
+            payload = bytes(body)
+        else:
+            payload = json.dumps(body).encode()
+            extra = {"Content-Type": "application/json; charset=utf-8", **extra}
+        self.send_response(status)
+        request_id = str(uuid.uuid4())
+        base = {"x-ms-request-id": request_id, "x-ms-client-request-id": headers.get("x-ms-client-request-id",
+                                                                                      request_id),
+                "x-ms-correlation-request-id": request_id, "x-ms-version": headers.get("x-ms-version", "2021-10-04"),
+                "Date": _http_date()}
+        for k, v in {**base, **extra}.items():
+            if k.lower() in ("content-length", "x-ms-content-length-for-head"):
+                continue
+            self.send_header(k, v)
+        head_length = extra.get("x-ms-content-length-for-head")
+        if self.command == "HEAD":
+            self.send_header("Content-Length", head_length or str(len(payload)))
+            self.end_headers()
+            return
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _read_chunked(self) -> bytes:
+        out = b""
+        while True:
+            size = int(self.rfile.readline().strip() or b"0", 16)
+            if size == 0:
+                self.rfile.readline()
+                return out
+            out += self.rfile.read(size)
+            self.rfile.readline()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = _serve
+
+
+def ml_client(fake: FakeAzure, subscription: str | None = None, resource_group: str | None = None,
+              workspace: str | None = None, **kwargs: Any):
+    """``MLClient(StaticCredential(), sub, rg, ws, transport=RewritingTransport(fake.port))``:
+    every request MLClient makes goes to ``fake`` (defaults: the fake's own sub/rg/ws)."""
+    from azure.ai.ml import MLClient
+
+    kwargs.setdefault("transport", RewritingTransport(fake.port, blob_port=fake.blob_port))
+    kwargs.setdefault("enable_telemetry", False)
+    kwargs.setdefault("show_progress", False)
+    return MLClient(StaticCredential(), subscription or fake.subscription, resource_group or fake.resource_group,
+                    workspace or fake.workspace, **kwargs)
