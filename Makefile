@@ -9,7 +9,12 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,dev]'
+	$(PY) -m pip install --quiet -e '.[train,serve,dev]'
+	@# Azurite, the Azure Storage emulator, for the test that uploads a code snapshot into it
+	if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error azurite@3.37.0 \
+	  || echo "warning: azurite could not be installed; its test will be skipped"; \
+	else echo "note: npm not found; the Azurite test will be skipped"; fi
 	touch $@
 
 data/penguins.csv: $(STAMP)

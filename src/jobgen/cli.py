@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__, paths
 from .errors import JobgenError, LintFailed
 
-COMMANDS = ("render", "lint", "run", "submit", "download")
+COMMANDS = ("render", "lint", "run", "submit", "download", "serve")
 
 EPILOG_RENDER = """\
 examples:
@@ -141,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("-o", "--output-dir", type=Path, default=Path("downloads"), metavar="DIR",
                           help="where to put them (default downloads/<job name>/)")
     workspace_flags(download)
+    serve = sub.add_parser("serve", help="serve an exported model locally under azureml-inference-server-http",
+                           description="Run src/trainer/score.py under azureml-inference-server-http (the server "
+                           "of Azure's managed online endpoints) on 127.0.0.1. POST JSON to /score.")
+    serve.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="export_onnx.py's output folder")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
+                       help="auto: the int8 model when the export selected it (accuracy within 1 point)")
+    serve.add_argument("--workers", type=int, default=1)
     return parser
 
 
@@ -158,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_submit(args)
         if args.command == "download":
             return cmd_download(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         return cmd_render(args)
     except LintFailed:
         return 1
@@ -420,3 +430,20 @@ def cmd_download(args: argparse.Namespace) -> int:
     cloud.download(client, args.job_name, args.output, dest, ws)
     print(f"downloaded {args.output or 'all outputs'} of {args.job_name} to {paths.display(dest)}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from . import serve
+
+    model_dir = serve.check_model_dir(args.model_dir)
+    print(f"serving {paths.display(model_dir)} on http://127.0.0.1:{args.port}/score (Ctrl-C stops)", flush=True)
+    proc = subprocess.Popen(serve.command(args.port, args.workers), env=serve.environment(model_dir, args.variant),
+                            cwd=serve.trainer_dir())
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=30)
+        return 130

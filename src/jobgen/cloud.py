@@ -111,9 +111,10 @@ def make_client(ws: Workspace, credential=None, **kwargs):
 
 
 def quiet_sdk() -> None:
+    """azure-ai-ml logs its errors (in colour) before raising them; we say them once, in one line."""
     warnings.filterwarnings("ignore")
     for name in ("azure", "azure.ai.ml", "azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 # ------------------------------------------------------------------ errors a user meets
@@ -132,16 +133,28 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
         CredentialUnavailableError = ()  # type: ignore[assignment]
     login_hint = ("run 'az login' (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a service "
                   "principal; in CI use OpenID Connect with azure/login)")
-    if isinstance(exc, CredentialUnavailableError) or (
-            isinstance(exc, ClientAuthenticationError) and not isinstance(exc, HttpResponseError)):
-        return JobgenError("not logged in to Azure: no credential could be found", where=where, hint=login_hint)
     status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, CredentialUnavailableError) or (isinstance(exc, ClientAuthenticationError) and status is None):
+        # no HTTP answer at all: the credential chain found nothing to sign in with
+        return JobgenError("not logged in to Azure: no credential could be found (DefaultAzureCredential tried "
+                           "environment variables, workload and managed identity, Azure CLI, ...)", where=where,
+                           hint=login_hint)
+    for inner in _chain(exc):
+        if isinstance(inner, (ServiceRequestError, ServiceResponseError)) or re.search(
+                r"Failed to establish a new connection|Connection refused|Max retries exceeded|Name or service not "
+                r"known|timed out", _message(inner)):
+            return JobgenError(f"cannot reach Azure after retries: {_message(inner)}", where=where,
+                               hint="check the network, proxy (HTTPS_PROXY) and firewall, then submit again")
     if status == 401 or isinstance(exc, ClientAuthenticationError):
         return JobgenError(f"Azure rejected the credentials (401): {text}", where=where, hint=login_hint)
     if status == 403:
         return JobgenError(f"no permission (403): {text}", where=where,
                            hint="ask for the 'AzureML Data Scientist' role on the workspace, or check the "
                                 "subscription and resource group")
+    if re.search(r"could not find compute|compute target .* (not found|does not exist)", text, re.I):
+        return JobgenError(f"compute not found: {text}", where=where,
+                           hint="pass --ensure-compute to create it from the compute YAML beside the job, or "
+                                "az ml compute create -f compute.yml")
     if re.search(r"quota", text, re.I):
         return JobgenError(f"quota exceeded: {text}", where=where,
                            hint="request more quota for this VM family in the Azure portal, or choose a smaller or "
@@ -166,15 +179,13 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
                                hint=f"create it first: python generator.py submit "
                                     f"{context.get('environment_yaml', 'environment.yml')}")
         return JobgenError(f"not found: {text}", where=where, hint="check the names in the YAML")
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return JobgenError(f"cannot reach Azure after retries: {text}", where=where,
-                           hint="check the network, proxy (HTTPS_PROXY) and firewall, then submit again")
     if isinstance(exc, HttpResponseError):
         return JobgenError(f"Azure answered {status}: {text}", where=where, hint="see the message; fix and submit again")
     name = type(exc).__name__
-    if name in ("ValidationException", "UserErrorException", "JobException"):
+    if name in ("ValidationException", "UserErrorException", "JobException", "MlException"):
         low = text.lower()
-        if "data" in low and ("not found" in low or "could not find" in low or "does not exist" in low):
+        missing = "not found" in low or "could not find" in low or "does not exist" in low
+        if missing and (re.search(r"\basset\b", low) or "data" in low):
             return JobgenError(f"data asset not found: {text}", where=where,
                                hint=f"create it from the data asset YAML: python generator.py submit "
                                     f"{context.get('data_yaml', 'data.yml')}")
@@ -182,10 +193,42 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
     return None
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+class _NoColourNoise:
+    """stderr during SDK calls: azure-ai-ml prints bare colour resets after uploads; drop writes
+    that are nothing but ANSI codes and blank lines, keep the rest (progress bars)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if ANSI.sub("", text).strip():
+            return self.stream.write(text)
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def _message(exc: BaseException) -> str:
     error = getattr(exc, "error", None)
     text = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
-    text = " ".join(str(text).split())
+    text = ANSI.sub("", str(text))
+    found = re.search(r"\(x\) (.+)", text)  # azure-ai-ml's formatted errors: the "(x) ..." line says it
+    if found:
+        text = found.group(1)
+    text = " ".join(text.split())
     text = re.sub(r"(sig|sv|se|sp|sr|skoid|sktid|skt|ske|sks|skv)=[^&\s\"']+", r"\1=***", text)  # never a SAS
     return text[:300]
 
@@ -368,6 +411,7 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
             err.write(text + "\n")
             err.flush()
 
+    quiet_sdk()
     path = Path(path)
     kind, data = detect(path)
     if options.lint:
@@ -381,6 +425,8 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
         out.write(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
         return 0
     context = {"data_yaml": _display_sibling(path, "data"), "environment_yaml": _display_sibling(path, "environment")}
+    real_stderr = sys.stderr
+    sys.stderr = _NoColourNoise(real_stderr)
     try:
         if kind in ("command_job", "pipeline_job", "sweep_job"):
             return _submit_job(client, entity, kind, data, path, options, say, out, context)
@@ -394,6 +440,8 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
         if mapped is None:
             raise
         raise mapped from None
+    finally:
+        sys.stderr = real_stderr
 
 
 def _display_sibling(path: Path, kind: str) -> str:
@@ -423,18 +471,22 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     if not options.stream:
         say(f"follow it: python generator.py submit ... --stream, or az ml job stream -n {name}")
         return 0
+    interrupted = False
     try:
         client.jobs.stream(name)
     except KeyboardInterrupt:
-        err_line = (f"stopped following job {name}; it keeps running in Azure. Cancel it with: "
-                    f"az ml job cancel -n {name} (or in studio)")
-        sys.stderr.write(err_line + "\n")
-        return 130
+        interrupted = True
     except Exception as exc:  # noqa: BLE001 - stream raises when the job fails; the status says why
         if type(exc).__name__ != "JobException":
             raise
+        interrupted = "interrupted" in _message(exc)  # azure-ai-ml turns Ctrl-C into a JobException
+    if interrupted:
+        sys.stderr.write(f"stopped following job {name}; it keeps running in Azure. Cancel it with: "
+                         f"az ml job cancel -n {name} (or in studio)\n")
+        return 130
     final = client.jobs.get(name)
     status = getattr(final, "status", None)
+    status = str(getattr(status, "value", status))
     if options.json:
         out.write(json.dumps({"name": name, "status": status, "studio_url": url}, indent=2) + "\n")
     else:

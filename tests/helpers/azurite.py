@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -79,6 +80,15 @@ def azurite_command() -> list[str] | None:
     return [on_path] if on_path else None
 
 
+def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only, best effort)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class AzuriteUnavailable(RuntimeError):
     """Azurite is not installed or did not start."""
 
@@ -125,19 +135,20 @@ class Azurite:
         self._log = open(Path(work) / "azurite.log", "w+b")
         env = dict(os.environ)
         env.pop("AZURITE_DB", None)  # never a shared SQL metadata store: in memory or a temp folder only
+        # Own session (stop() ends the whole group) and SIGTERM if this process dies without
+        # stopping it (a test run killed by a timeout), so no emulator outlives its test.
         self.proc = subprocess.Popen(args, cwd=work, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         deadline = time.monotonic() + self.start_timeout
         while True:
-            if self.proc.poll() is not None:
+            rc = self.proc.poll()
+            if rc is not None:
                 out = self._read_log()
                 self.stop()
-                raise AzuriteUnavailable(f"azurite-blob exited with {self.proc.returncode}: {out[-2000:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    break
-            except OSError:
-                pass
+                raise AzuriteUnavailable(f"azurite-blob exited with {rc}: {out[-2000:]}")
+            if self._answers():
+                break
             if time.monotonic() > deadline:
                 out = self._read_log()
                 self.stop()
@@ -145,6 +156,21 @@ class Azurite:
                                          f"{self.start_timeout:.0f}s: {out[-2000:]}")
             time.sleep(0.1)
         return self
+
+    def _answers(self) -> bool:
+        """True once Azurite itself answers HTTP on the port (not some other listener)."""
+        import http.client
+
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
+        try:
+            conn.request("GET", f"/{ACCOUNT_NAME}?comp=list")
+            response = conn.getresponse()
+            response.read()
+            return "azurite" in (response.getheader("Server") or "").lower()
+        except OSError:
+            return False
+        finally:
+            conn.close()
 
     def _read_log(self) -> str:
         if self._log is None:
@@ -159,7 +185,7 @@ class Azurite:
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
-            # Our own process group (start_new_session): the node process and anything npx spawned.
+            # Our own process group (start_new_session): the node process and any children.
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -173,7 +199,7 @@ class Azurite:
                     pass
                 proc.wait(timeout=10)
         elif proc is not None:
-            try:  # the leader is gone; children of npx may still hold the group
+            try:  # the leader is gone; a child may still hold the group
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass

@@ -67,9 +67,13 @@ Not emulated
 ------------
 * Registries (``azureml://registries/...`` assets, e.g. curated environments resolved through the
   registry discovery service), pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
-  model/data uploads from local paths (they go through the datastore, not startPendingUpload),
   online/batch endpoints, schedules, workspace create/delete, connections, MLflow. Unknown routes
   answer 404 ``{"error": {"code": "NoSuchRoute"}}`` and are kept in ``fake.unhandled``.
+  (Data and model uploads from local paths work: they go to ``LocalUpload/<hash>/`` in the
+  workspace blob store through the datastore's account key.)
+* Beware: when a blob upload fails (e.g. a missing container in Azurite) azure-ai-ml's uploader
+  swallows the error and waits forever for its file count; the fake creates the datastores'
+  containers in Azurite at start, and its own store creates containers on first write.
 * Quota is checked only on compute create (a job never fails for quota at submission: in Azure it
   waits in the queue).
 * No authentication check beyond the ``fail_auth`` knob (``x-azureml-token``, the user AML token
@@ -419,6 +423,9 @@ class FakeAzure:
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"FakeAzure:{self.port}",
                                         daemon=True)
         self._thread.start()
+        if self.azurite is not None:  # the workspace's storage account has its datastores' containers
+            for ds in self.datastores.values():
+                self.azurite.create_container(ds["properties"]["containerName"])
         if self.redirect_storage:
             _push_storage_redirect(self)
         return self
@@ -937,6 +944,9 @@ class FakeAzure:
                     resource["properties"].setdefault("osType", "Linux")
                 if kind == "codes":
                     resource["properties"].setdefault("provisioningState", "Succeeded")
+                if kind == "models":
+                    resource["properties"].setdefault("flavors", {})
+                    resource["properties"].setdefault("modelType", "custom_model")
                 store.setdefault(name, {})[version] = resource
                 return (200 if existed else 201), resource, {}
             if len(seg) == 4 and method == "DELETE":
@@ -1053,16 +1063,12 @@ class FakeAzure:
         command = props.get("command") or f"({props.get('jobType')} job: {len(props.get('jobs') or {})} steps)"
         log = (f"[fake-azure] job {name} ({props.get('jobType')}) on {compute or 'serverless'}\n"
                f"[fake-azure] command: {command}\n[fake-azure] done\n")
-        self._lock_free_put(ARTIFACT_CONTAINER, f"{prefix}/user_logs/std_log.txt", log.encode())
+        self.put_blob(ARTIFACT_CONTAINER, f"{prefix}/user_logs/std_log.txt", log.encode())
         for out in named:
-            self._lock_free_put(self.blobstore_container, f"azureml/{name}/{out}/fake-output.txt",
+            self.put_blob(self.blobstore_container, f"azureml/{name}/{out}/fake-output.txt",
                                 f"output {out} of job {name}\n".encode())
         resource = self._job_resource(name, advance=False)
         return (200 if existed else 201), resource, {}
-
-    def _lock_free_put(self, container: str, name: str, data: bytes) -> None:
-        # called with self.lock held (re-entrant); Azurite uploads are plain HTTP calls to another process
-        self.put_blob(container, name, data)
 
     # -- data plane: run history, dataset resolution -------------------------------------------
     def _run(self, name: str, advance: bool = True) -> dict:

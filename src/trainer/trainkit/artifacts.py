@@ -29,6 +29,7 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are read by other steps and users
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .artifacts import META_FILE, read_meta
 from .errors import TrainError
-from .onnx_export import ONNX_FILE, REPORT_FILE
+from .onnx_export import INT8_FILE, ONNX_FILE, REPORT_FILE
 
 
 def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[dict, dict]:
@@ -71,8 +71,10 @@ def register(model_dir: Path, onnx_dir: Path, name: str, min_accuracy: float | N
     with mlflow.start_run(run_id=os.environ.get("MLFLOW_RUN_ID")) as run:
         mlflow.set_tags({f"registered_model.{k}": v for k, v in tags.items()})
         onnx_model = onnx.load(str(Path(onnx_dir) / ONNX_FILE))
-        info = mlflow.onnx.log_model(onnx_model, name="model",
-                                     metadata={"classes": meta["classes"], "task": meta["task"]})
+        extra = [str(Path(onnx_dir) / f) for f in (META_FILE, REPORT_FILE, INT8_FILE) if (Path(onnx_dir) / f).is_file()]
+        info = mlflow.onnx.log_model(onnx_model, name="model", extra_files=extra,  # served together
+                                     metadata={"classes": meta["classes"], "task": meta["task"],
+                                               "selected": report.get("selected", ONNX_FILE)})
         mlflow.log_artifact(str(Path(onnx_dir) / META_FILE), artifact_path="model_meta")
         mlflow.log_artifact(str(Path(onnx_dir) / REPORT_FILE), artifact_path="model_meta")
         chatter = io.StringIO()  # MLflow prints "Created version ..." itself; we print one line instead

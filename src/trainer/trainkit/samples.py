@@ -23,21 +23,31 @@ def image_tensor(path: Path, preprocessing: dict[str, Any] | None = None) -> tor
     return data_mod.image_transforms(False, preprocessing)(image)
 
 
-def validation_inputs(meta: dict[str, Any], data: Path, limit: int, seed: int | None = None) -> torch.Tensor:
-    """Up to ``limit`` validation samples from the training data (the same split training used)."""
+def validation_set(meta: dict[str, Any], data: Path, limit: int | None = None,
+                   seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation samples and labels from the training data (the same split training used);
+    ``limit`` picks at most that many, spread over the classes."""
     if meta["task"] == "images":
         root = Path(data)
         classes = data_mod.check_image_folder(root)
         if classes != meta["classes"]:
             raise TrainError(f"classes in {root} ({classes}) differ from the model's ({meta['classes']})",
                              "pass the data the model was trained on")
-        files = [p for name in classes for p in data_mod._image_files(root / "val" / name)]
-        picked = files[::max(1, len(files) // limit)][:limit] if len(files) > limit else files
-        return torch.stack([image_tensor(p, meta["preprocessing"]) for p in picked])
+        files = [(p, i) for i, name in enumerate(classes) for p in data_mod._image_files(root / "val" / name)]
+        if limit is not None and len(files) > limit:
+            files = files[::max(1, len(files) // limit)][:limit]
+        return (torch.stack([image_tensor(p, meta["preprocessing"]) for p, _ in files]),
+                torch.tensor([i for _, i in files]))
     frame = data_mod.read_penguins(Path(data))
     split_seed = seed if seed is not None else meta.get("training", {}).get("seed", 0)
     _, val_idx = data_mod.split_indices(len(frame), split_seed)
-    return data_mod.penguin_features(frame.iloc[val_idx.tolist()[:limit]])
+    rows = frame.iloc[val_idx.tolist()[:limit] if limit else val_idx.tolist()]
+    labels = torch.tensor([list(meta["classes"]).index(s) for s in rows["species"]])
+    return data_mod.penguin_features(rows), labels
+
+
+def validation_inputs(meta: dict[str, Any], data: Path, limit: int, seed: int | None = None) -> torch.Tensor:
+    return validation_set(meta, data, limit, seed)[0]
 
 
 def image_inputs(folder: Path, preprocessing: dict[str, Any] | None = None,

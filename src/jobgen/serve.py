@@ -1,0 +1,79 @@
+"""`generator.py serve MODEL_DIR`: the scoring script under azureml-inference-server-http (the
+server Azure's managed online endpoints run), bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import paths
+from .errors import JobgenError
+
+SCORE_SCRIPT = "score.py"
+
+
+def trainer_dir() -> Path:
+    return paths.root() / "src" / "trainer"
+
+
+def check_model_dir(model_dir: Path) -> Path:
+    model_dir = Path(model_dir).resolve()
+    if not model_dir.exists():
+        raise JobgenError("model folder not found", where=str(model_dir),
+                          hint="pass export_onnx.py's output (model.onnx beside model.json), e.g. a run's "
+                               "outputs/onnx_dir")
+    if not list(model_dir.rglob("model.onnx")) or not list(model_dir.rglob("model.json")):
+        raise JobgenError("no model.onnx with model.json in this folder", where=str(model_dir),
+                          hint="serve the ONNX export (python src/trainer/export_onnx.py ... --output-dir DIR)")
+    return model_dir
+
+
+def command(port: int, workers: int = 1) -> list[str]:
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    if not gunicorn.exists():
+        raise JobgenError("azureml-inference-server-http is not installed", where="serve",
+                          hint="pip install -e '.[serve]' (make does)")
+    return [str(gunicorn), "-b", f"127.0.0.1:{port}", "-w", str(workers), "--timeout", "300",
+            "--access-logfile", "-", "--error-logfile", "-", "azureml_inference_server_http.server.entry:app"]
+
+
+def environment(model_dir: Path, variant: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    code = trainer_dir()
+    env.update({"AZUREML_MODEL_DIR": str(model_dir), "AZUREML_ENTRY_SCRIPT": str(code / SCORE_SCRIPT),
+                "PYTHONPATH": str(code) + os.pathsep + env.get("PYTHONPATH", "")})
+    if variant:
+        env["JOBGEN_ONNX_VARIANT"] = variant
+    return env
+
+
+def start(model_dir: Path, port: int, variant: str | None = None, workers: int = 1,
+          log=None) -> subprocess.Popen:
+    """Start the server and wait until /score answers (tests and benchmarks use this)."""
+    model_dir = check_model_dir(model_dir)
+    proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant), cwd=trainer_dir(),
+                            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise JobgenError(f"the inference server stopped (exit {proc.returncode}) while loading the model",
+                              where=str(model_dir), hint="run generator.py serve in a terminal to see its log")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                if s.recv(12).startswith(b"HTTP/1."):
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise JobgenError("the inference server did not answer within 120 s", where=str(model_dir))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,44 @@
+"""Scoring script for Azure ML managed online endpoints (and `generator.py serve` locally, under
+the same azureml-inference-server-http): init() loads the ONNX model from AZUREML_MODEL_DIR,
+run() scores a JSON request. Bad requests get a 4xx answer with a clear message."""
+
+import json
+import logging
+import os
+
+from trainkit.serving import MAX_BODY_BYTES, Scorer, ScoringError
+
+try:  # the inference server's raw-request API (the deployment environment has it)
+    from azureml_inference_server_http.api.aml_request import rawhttp
+    from azureml_inference_server_http.api.aml_response import AMLResponse
+except ImportError:  # pragma: no cover - older images ship the azureml.contrib names
+    from azureml.contrib.services.aml_request import rawhttp
+    from azureml.contrib.services.aml_response import AMLResponse
+
+scorer = None
+log = logging.getLogger("score")
+
+
+def init():
+    global scorer
+    scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR", "."))
+    log.info("loaded %s (%s, classes %s)", scorer.model_file, scorer.task, scorer.classes)
+
+
+def _error(status, message):
+    return AMLResponse({"error": message}, status, json_str=True)
+
+
+@rawhttp
+def run(request):
+    if request.method != "POST":
+        return _error(405, "POST a JSON body to /score")
+    length = request.content_length or 0
+    if length > MAX_BODY_BYTES:
+        return _error(413, f"request body is {length} bytes; at most {MAX_BODY_BYTES}")
+    body = request.get_data(cache=False)
+    try:
+        result = scorer.score_json(body)
+    except ScoringError as exc:
+        return _error(exc.status, exc.message)
+    return AMLResponse(result, 200, json_str=True)

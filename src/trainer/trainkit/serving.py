@@ -1,0 +1,176 @@
+"""Scoring with ONNX Runtime: what score.py's init() and run() do, without the web server, so it
+can be tested and benchmarked directly.
+
+Requests (JSON):
+  penguins: {"data": [{"island": "Biscoe", "bill_length_mm": 48.7, "bill_depth_mm": 14.1,
+             "flipper_length_mm": 210, "body_mass_g": 4450}, ...]}   (or a bare list, or one object)
+  images:   {"images": ["<base64 JPEG or PNG>", ...]}                 (or {"image": "<base64>"})
+Answer: {"predictions": [{"class": "Gentoo", "probability": 0.97}, ...]}
+Bad input is a ScoringError with an HTTP status (400, 405, 413, 415), never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_ROWS = 1000
+MAX_IMAGES = 32
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # a decompression bomb is refused before it is decoded
+
+
+class ScoringError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def find_model(root: Path) -> Path:
+    """The folder holding model.json and model.onnx under ``root`` (AZUREML_MODEL_DIR may hold
+    the registered model a level or two down, e.g. <name>/extra_files/)."""
+    root = Path(root)
+    for meta in sorted(root.rglob("model.json")):
+        folder = meta.parent
+        if (folder / "model.onnx").is_file():
+            return folder
+        for onnx in folder.parent.rglob("model.onnx"):
+            return meta.parent if (meta.parent / "model.onnx").exists() else onnx.parent
+    raise FileNotFoundError(f"no model.json with model.onnx under {root}")
+
+
+class Scorer:
+    def __init__(self, model_dir: Path, variant: str | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        folder = find_model(model_dir)
+        self.meta = json.loads((folder / "model.json").read_text())
+        onnx_dir = folder if (folder / "model.onnx").exists() else next(folder.parent.rglob("model.onnx")).parent
+        report_path = next(iter(sorted(Path(model_dir).rglob("report.json"))), None)
+        report = json.loads(report_path.read_text()) if report_path else {}
+        choice = (variant or os.environ.get("JOBGEN_ONNX_VARIANT") or "auto").lower()
+        int8 = next(iter(sorted(Path(model_dir).rglob("model.int8.onnx"))), None)
+        if choice == "int8" and int8 is None:
+            raise FileNotFoundError("no model.int8.onnx beside the model (re-run export_onnx.py)")
+        use_int8 = int8 is not None and (choice == "int8" or (choice == "auto" and report.get("selected") == int8.name))
+        self.model_file = int8 if use_int8 else onnx_dir / "model.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
+        self.classes = list(self.meta["classes"])
+        self.task = self.meta["task"]
+        pre = self.meta["preprocessing"]
+        self.pre = pre
+        if self.task == "images":
+            self.mean = np.asarray(pre["mean"], dtype=np.float32).reshape(3, 1, 1)
+            self.std = np.asarray(pre["std"], dtype=np.float32).reshape(3, 1, 1)
+
+    # -------------------------------------------------------------- inputs
+    def penguin_rows(self, payload: Any) -> np.ndarray:
+        rows = payload.get("data", payload.get("rows")) if isinstance(payload, dict) and (
+            "data" in payload or "rows" in payload) else payload
+        if isinstance(rows, dict):
+            rows = [rows]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ScoringError(400, 'expected {"data": [{"island": ..., "bill_length_mm": ..., ...}, ...]}')
+        if not rows:
+            raise ScoringError(400, "no rows to score")
+        if len(rows) > MAX_ROWS:
+            raise ScoringError(413, f"{len(rows)} rows; at most {MAX_ROWS} per request")
+        features = self.pre["features"]
+        codes = self.pre["island_codes"]
+        out = np.empty((len(rows), len(features)), dtype=np.float32)
+        for i, row in enumerate(rows):
+            for j, name in enumerate(features):
+                if name not in row:
+                    raise ScoringError(400, f"row {i} has no field {name!r} (each row needs {', '.join(features)})")
+                value = row[name]
+                if name == "island":
+                    if value not in codes:
+                        raise ScoringError(400, f"row {i}: unknown island {value!r} (one of {', '.join(codes)})")
+                    out[i, j] = codes[value]
+                else:
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise ScoringError(400, f"row {i}: field {name!r} must be a number, got {value!r}")
+                    out[i, j] = float(value) / self.pre["scale"][name]
+        return out
+
+    def image_batch(self, payload: Any) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        if not isinstance(payload, dict) or not ("images" in payload or "image" in payload):
+            raise ScoringError(400, 'expected {"images": ["<base64 JPEG or PNG>", ...]}')
+        images = payload.get("images", [payload.get("image")])
+        if not isinstance(images, list) or not images or not all(isinstance(b, str) for b in images):
+            raise ScoringError(400, '"images" must be a non-empty list of base64 strings')
+        if len(images) > MAX_IMAGES:
+            raise ScoringError(413, f"{len(images)} images; at most {MAX_IMAGES} per request")
+        size, crop = int(self.pre["resize"]), int(self.pre["crop"])
+        batch = np.empty((len(images), 3, crop, crop), dtype=np.float32)
+        for i, text in enumerate(images):
+            if len(text) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+                raise ScoringError(413, f"image {i} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ScoringError(400, f"image {i} is not valid base64") from None
+            try:
+                with Image.open(io.BytesIO(raw)) as img:
+                    if img.width * img.height > MAX_PIXELS:
+                        raise ScoringError(413, f"image {i} has {img.width}x{img.height} pixels; at most "
+                                                f"{MAX_PIXELS // 1_000_000} megapixels")
+                    img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
+                    batch[i] = self._preprocess(img.convert("RGB"), size, crop)
+            except ScoringError:
+                raise
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+                raise ScoringError(415, f"image {i} is not a JPEG or PNG image") from None
+        return batch
+
+    def _preprocess(self, img, size: int, crop: int) -> np.ndarray:
+        """torchvision's Resize(size) + CenterCrop(crop) + ToTensor + Normalize, in numpy."""
+        from PIL import Image
+
+        w, h = img.size
+        if w <= h:
+            nw, nh = size, int(size * h / w)
+        else:
+            nw, nh = int(size * w / h), size
+        img = img.resize((nw, nh), Image.BILINEAR)
+        left, top = int(round((nw - crop) / 2.0)), int(round((nh - crop) / 2.0))
+        img = img.crop((left, top, left + crop, top + crop))
+        array = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        return (array - self.mean) / self.std
+
+    # -------------------------------------------------------------- scoring
+    def predict_array(self, batch: np.ndarray) -> list[dict[str, Any]]:
+        logits = self.session.run(None, {"input": batch})[0]
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        best = probs.argmax(axis=1)
+        return [{"class": self.classes[int(k)], "probability": round(float(probs[n, k]), 6)}
+                for n, k in enumerate(best)]
+
+    def score_json(self, body: bytes | str) -> dict[str, Any]:
+        if len(body) > MAX_BODY_BYTES:
+            raise ScoringError(413, f"request body is {len(body)} bytes; at most {MAX_BODY_BYTES}")
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ScoringError(400, f"request body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") \
+                from None
+        batch = self.penguin_rows(payload) if self.task == "penguins" else self.image_batch(payload)
+        return {"predictions": self.predict_array(batch), "model": self.model_file.name}

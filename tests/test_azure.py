@@ -1,0 +1,286 @@
+"""The Azure path with the real azure-ai-ml code (MLClient, its operations, serialization, the
+code snapshot upload) against a fake of the ARM / Azure ML REST endpoints on 127.0.0.1.
+Nothing reaches anything but loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from helpers import fake_azure
+from helpers.azurite import Azurite, azurite_command
+
+ROOT = Path(__file__).resolve().parents[1]
+SUB = "00000000-0000-0000-0000-000000000000"
+WS = ["--subscription", SUB, "--resource-group", "rg", "--workspace", "ws"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """A stray request to a real host fails loudly instead of leaving the machine."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for key in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID",
+                "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def fake():
+    with fake_azure.FakeAzure(subscription=SUB) as f:
+        f.add_data_asset("penguins", "3", data_type="uri_file")
+        yield f
+
+
+@pytest.fixture
+def submit(cli, fake, monkeypatch):
+    from jobgen import cloud
+
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+
+    def run(*args):
+        return cli("submit", *map(str, args), *WS)
+
+    return run
+
+
+def trainer_files() -> list[str]:
+    base = ROOT / "src" / "trainer"
+    skip = ("__pycache__", ".pyc", "mlflow.db")
+    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
+                  if p.is_file() and not any(s in p.as_posix() for s in skip))
+
+
+# ------------------------------------------------------------------ jobs
+
+def test_command_job_put_body_and_code_snapshot(submit, fake):
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    body = fake.job_body()["properties"]
+    assert body["jobType"] == "Command"
+    assert body["distribution"] == {"distributionType": "Mpi", "processCountPerInstance": 2}
+    assert body["resources"]["instanceCount"] == 2
+    assert body["command"].startswith("python train.py --data ${{inputs.data}} --task ${{inputs.task}}")
+    assert body["inputs"]["epochs"] == {"jobInputType": "literal", "value": "60"}
+    assert body["inputs"]["data"]["jobInputType"] == "uri_file" and "penguins" in body["inputs"]["data"]["uri"]
+    assert body["environmentId"].endswith("/environments/jobgen-pytorch-gpu/versions/1")
+    assert body["computeId"].endswith("/computes/cpu-cluster")
+    assert body["experimentName"] == "penguins"
+    # the snapshot holds src/trainer and nothing else
+    assert fake.snapshot_files() == trainer_files()
+    name = list(fake.jobs)[-1]
+    assert out.splitlines()[0] == name and "studio:" in out
+
+
+def test_ensure_compute_creates_the_cluster_from_the_compute_yaml(submit, fake):
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    puts = fake.find("PUT", "/computes/cpu-cluster")
+    assert len(puts) == 1
+    props = puts[0].body["properties"]["properties"]
+    assert props["vmSize"] == "Standard_D4s_v3" and props["scaleSettings"]["maxNodeCount"] == 2
+    assert "compute cpu-cluster: creating" in err and "created" in err
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")  # exists now: not again
+    assert rc == 0 and len(fake.find("PUT", "/computes/cpu-cluster")) == 1 and "exists" in err
+
+
+def test_pipeline_submission(submit, fake):
+    rc, out, err = submit(ROOT / "jobs/penguins-pipeline/pipeline.yml", "--ensure-compute")
+    assert rc == 0, err
+    body = fake.job_body()["properties"]
+    assert body["jobType"] == "Pipeline"
+    train = body["jobs"]["train"]
+    # pipeline steps travel in snake_case inside the pipeline body
+    assert train["distribution"] == {"process_count_per_instance": 2, "distribution_type": "PyTorch"}
+    assert train["resources"] == {"instance_count": 2}
+    assert train["inputs"]["data_file"]["value"] == "${{parent.inputs.data}}"
+    assert len(fake.find("PUT", "/components/")) == 3
+
+
+@pytest.mark.parametrize("final,expected_rc", [("Completed", 0), ("Failed", 1), ("Canceled", 1)])
+def test_stream_exits_zero_only_when_the_job_completes(submit, fake, final, expected_rc):
+    fake.job_final_status = final
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute", "--stream")
+    assert rc == expected_rc, err
+    assert f"ended: {final}" in err
+
+
+def test_ctrl_c_while_streaming_leaves_the_job_running(submit, fake):
+    fake.status_sequence = ("Queued",) + ("Running",) * 50
+    timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute", "--stream")
+    finally:
+        timer.cancel()
+    name = list(fake.jobs)[-1]
+    assert rc == 130
+    assert f"az ml job cancel -n {name}" in err and "keeps running" in err
+    assert not fake.find("POST", "/cancel")
+
+
+def test_dry_run_sends_nothing(submit, fake, capsys):
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--dry-run")
+    assert rc == 0, err
+    body = json.loads(out)["properties"]
+    assert body["distribution"]["processCountPerInstance"] == 2 and body["resources"]["instanceCount"] == 2
+    assert body["computeId"] == (f"/subscriptions/{SUB}/resourceGroups/rg/providers/"
+                                 "Microsoft.MachineLearningServices/workspaces/ws/computes/cpu-cluster")
+    assert body["environmentId"].endswith("/environments/jobgen-pytorch-gpu/versions/1")
+    assert "--data ${{inputs.data}}" in body["command"] and body["inputs"]["task"]["value"] == "penguins"
+    assert fake.requests == [] and fake.blob_requests == []
+
+
+def test_download_an_output(cli, submit, fake, tmp_path, monkeypatch):
+    fake.status_sequence = ()  # the job is done at once
+    rc, _, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    name = list(fake.jobs)[-1]
+    fake.set_job_output(name, "model_dir", {"model.json": b'{"task": "penguins"}', "model.pt": b"weights"})
+    rc, out, err = cli("download", name, "--output", "model_dir", "-o", tmp_path, *WS)
+    assert rc == 0, err
+    found = {p.name for p in (tmp_path / name).rglob("*") if p.is_file()}
+    assert {"model.json", "model.pt"} <= found
+
+
+@pytest.mark.parametrize("rel", ["jobs/penguins-pipeline/environment.yml", "jobs/penguins-pipeline/data.yml",
+                                 "jobs/penguins-pipeline/compute.yml", "components/train.yml"])
+def test_other_resources(submit, fake, rel):
+    rc, out, err = submit(ROOT / rel)
+    assert rc == 0, err
+    assert out.startswith("created or updated")
+
+
+# ------------------------------------------------------------------ errors a user meets
+
+def _one_line(rc, err, *texts):
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for text in texts:
+        assert text in lines[0], lines[0]
+    assert "Traceback" not in err and "sig=" not in err
+
+
+@pytest.mark.parametrize("knob,texts", [
+    ({"fail_auth": 401}, ["rejected the credentials (401)", "az login"]),
+    ({"fail_auth": 403}, ["no permission (403)", "AzureML Data Scientist"]),
+    ({"missing_workspace": True}, ["workspace 'ws' not found in resource group 'rg'"]),
+])
+def test_auth_and_workspace_errors(submit, fake, knob, texts):
+    for key, value in knob.items():
+        setattr(fake, key, value)
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml")
+    _one_line(rc, err, *texts)
+    assert not fake.jobs
+
+
+def test_compute_not_found_says_how_to_create_it(submit, fake):
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml")
+    _one_line(rc, err, "compute not found", "--ensure-compute")
+
+
+def test_quota_exceeded(submit, fake):
+    fake.quota_exceeded = True
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    lines = [l for l in err.strip().splitlines() if l.startswith("error:")]
+    assert rc == 1 and len(lines) == 1 and "quota exceeded" in lines[0] and "request more quota" in lines[0]
+
+
+def test_missing_data_asset_says_how_to_create_it(submit, fake):
+    fake.data_assets.clear()
+    fake.add_compute("cpu-cluster", "Standard_D4s_v3")
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml")
+    _one_line(rc, err, "data asset", "generator.py submit", "data.yml")
+
+
+def test_network_failure_after_retries(cli, monkeypatch):
+    from jobgen import cloud
+
+    closed = fake_azure.free_port() if hasattr(fake_azure, "free_port") else 9
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.MLClientFor(closed)
+                        if hasattr(fake_azure, "MLClientFor") else _client_to_closed_port(closed))
+    rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"), *WS)
+    _one_line(rc, err, "cannot reach Azure after retries")
+
+
+def _client_to_closed_port(port):
+    from azure.ai.ml import MLClient
+
+    return MLClient(fake_azure.StaticCredential(), SUB, "rg", "ws",
+                    transport=fake_azure.RewritingTransport(port), retry_total=1, retry_backoff_factor=0.01,
+                    enable_telemetry=False)
+
+
+def test_not_logged_in(cli, fake, monkeypatch, tmp_path):
+    """The real DefaultAzureCredential chain, with nothing to find (managed identity excluded:
+    its probe would call a link-local address)."""
+    from azure.identity import DefaultAzureCredential
+
+    from jobgen import cloud
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no Azure CLI / developer CLI token cache here
+    monkeypatch.setenv("PATH", "/nonexistent")
+    credential = DefaultAzureCredential(exclude_managed_identity_credential=True)
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential_=None, **kw: fake_azure.ml_client(
+        fake, credential=credential) if False else _with_credential(fake, credential))
+    rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"), *WS)
+    _one_line(rc, err, "not logged in to Azure", "az login")
+    assert not fake.jobs
+
+
+def _with_credential(fake, credential):
+    from azure.ai.ml import MLClient
+
+    return MLClient(credential, SUB, "rg", "ws", transport=fake_azure.RewritingTransport(fake.port,
+                    blob_port=fake.blob_port), enable_telemetry=False, show_progress=False)
+
+
+def test_workspace_from_config_json_found_upward(cli, fake, monkeypatch, tmp_path):
+    from jobgen import cloud
+
+    (tmp_path / "config.json").write_text(json.dumps({"subscription_id": SUB, "resource_group": "rg",
+                                                      "workspace_name": "ws"}))
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    seen = {}
+
+    def make(ws, credential=None, **kw):
+        seen["ws"] = ws
+        return fake_azure.ml_client(fake)
+
+    monkeypatch.setattr(cloud, "make_client", make)
+    rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"), "--ensure-compute")
+    assert rc == 0, err
+    assert (seen["ws"].subscription_id, seen["ws"].resource_group, seen["ws"].name) == (SUB, "rg", "ws")
+
+
+def test_no_workspace_anywhere(cli, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"))
+    _one_line(rc, err, "no Azure ML workspace given", "config.json")
+
+
+# ------------------------------------------------------------------ the real emulator
+
+@pytest.mark.skipif(azurite_command() is None, reason="Azurite (npm package) is not installed: make installs it "
+                    "into .venv/node when npm is available")
+def test_code_snapshot_lands_in_azurite(monkeypatch, cli):
+    from jobgen import cloud
+
+    with Azurite() as azurite, fake_azure.FakeAzure(subscription=SUB, azurite=azurite) as fake:
+        fake.add_data_asset("penguins", "3", data_type="uri_file")
+        monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+        rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"), "--ensure-compute", *WS)
+        assert rc == 0, err
+        assert fake.snapshot_files() == trainer_files()
+        container = fake.pending_uploads[-1]["container"]
+        names = [b for b in azurite.list_blobs(container)]
+        assert any(n.endswith("train.py") for n in names) and not any("__pycache__" in n for n in names)
