@@ -113,6 +113,13 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
     sources = source_names(value_files)
     context = {"sources": sources}
     files: dict[Path, str] = {}
+    if spec.endpoint is not None:
+        ctx = dict(context, endpoint=spec.endpoint, vm=spec.endpoint_vm,
+                   code=paths.relative_posix(spec.job.code, out_dir))
+        files[out_dir / "endpoint.yml"] = render_template("online_endpoint.yml.j2", ctx)
+        files[out_dir / "deployment.yml"] = render_template("online_deployment.yml.j2", ctx)
+        files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)
+        return RenderedSet(files=files, spec=spec)
     if spec.pipeline is not None:
         p = spec.pipeline
         files[out_dir / "pipeline.yml"] = render_template("pipeline.yml.j2", dict(

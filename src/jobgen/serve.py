@@ -41,10 +41,23 @@ def command(port: int, workers: int = 1) -> list[str]:
             "--access-logfile", "-", "--error-logfile", "-", "azureml_inference_server_http.server.entry:app"]
 
 
+def azure_layout(model_dir: Path) -> Path:
+    """The folder a managed online deployment mounts a registered model at:
+    .../azureml-models/<model name>/<version> (the server reads the model id from it)."""
+    import re
+    import tempfile
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model_dir.name) or "model"
+    base = Path(tempfile.mkdtemp(prefix="jobgen-serve-")) / "azureml-models" / name
+    base.mkdir(parents=True)
+    (base / "1").symlink_to(model_dir, target_is_directory=True)
+    return base / "1"
+
+
 def environment(model_dir: Path, variant: str | None) -> dict[str, str]:
     env = dict(os.environ)
     code = trainer_dir()
-    env.update({"AZUREML_MODEL_DIR": str(model_dir), "AZUREML_ENTRY_SCRIPT": str(code / SCORE_SCRIPT),
+    env.update({"AZUREML_MODEL_DIR": str(azure_layout(model_dir)), "AZUREML_ENTRY_SCRIPT": str(code / SCORE_SCRIPT),
                 "PYTHONPATH": str(code) + os.pathsep + env.get("PYTHONPATH", "")})
     if variant:
         env["JOBGEN_ONNX_VARIANT"] = variant

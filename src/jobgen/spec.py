@@ -161,6 +161,33 @@ EARLY_TERMINATION_KEYS = {
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """A managed online endpoint and one deployment serving the registered ONNX model."""
+
+    name: str
+    description: str | None
+    auth_mode: str
+    deployment: str
+    model: str
+    instance_type: str
+    instance_count: int
+    scoring_script: str
+    onnx_variant: str
+    image: str
+    python: str
+    pip: tuple[str, ...]
+    request_settings: dict[str, int]
+    liveness_probe: dict[str, int]
+    readiness_probe: dict[str, int]
+
+
+ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
+MODEL_REF_RE = re.compile(r"^azureml:[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+|@latest)$")
+REQUEST_SETTINGS = ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms")
+PROBE_SETTINGS = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
+
+
+@dataclass(frozen=True)
 class Components:
     prefix: str
     version: str
@@ -186,6 +213,8 @@ class Spec:
     components: Components | None = None
     pipeline: Pipeline | None = None
     sweep: Sweep | None = None
+    endpoint: Endpoint | None = None
+    endpoint_vm: vmsizes.VmSize | None = None
     warnings: tuple[Problem, ...] = field(default=())
 
 
@@ -443,6 +472,12 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
             c.error("sweep.enabled", "a definition is a sweep or a pipeline, not both",
                     "set pipeline.enabled or sweep.enabled, not both")
         sweep = _sweep(c, sweep_v, inputs)
+    endpoint_v = c.mapping(values.get("endpoint"), "endpoint")
+    endpoint = endpoint_vm = None
+    if c.boolean(endpoint_v.get("enabled"), "endpoint.enabled", False):
+        if pipeline is not None or sweep is not None:
+            c.error("endpoint.enabled", "an endpoint definition renders no job", "disable pipeline and sweep here")
+        endpoint, endpoint_vm = _endpoint(c, endpoint_v, code, script)
 
     # --- the rest of the job
     env_vars = {}
@@ -490,7 +525,8 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
     )
     launcher = Launcher(launcher_type, script, processes or 1, args)
     return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
-                components=components, pipeline=pipeline, sweep=sweep, warnings=tuple(c.warnings))
+                components=components, pipeline=pipeline, sweep=sweep, endpoint=endpoint,
+                endpoint_vm=endpoint_vm, warnings=tuple(c.warnings))
 
 
 def build_command(launcher: str, distribution: str | None, script: str, processes: int,
@@ -821,3 +857,53 @@ def _sweep(c: _Collector, v: dict, inputs: dict[str, Any]) -> Sweep | None:
     if None in (algorithm, metric, goal, total, concurrent) or not space:
         return None
     return Sweep(algorithm, space, metric, goal, total, concurrent, timeout, trial_timeout, early)
+
+
+def _endpoint(c: _Collector, v: dict, code: Path | None, script: str | None):
+    name = c.string(v.get("name"), "endpoint.name", pattern=ENDPOINT_NAME_RE,
+                    rule="3-32 letters, digits and '-', starting with a letter")
+    auth = c.choice(v.get("auth_mode", "key"), "endpoint.auth_mode", ("key", "aml_token"))
+    deployment = c.string(v.get("deployment"), "endpoint.deployment", pattern=ENDPOINT_NAME_RE,
+                          rule="3-32 letters, digits and '-', starting with a letter")
+    model = c.string(v.get("model"), "endpoint.model", pattern=MODEL_REF_RE,
+                     rule="azureml:<name>:<version> or azureml:<name>@latest (a registered model)")
+    size_name = c.string(v.get("instance_type"), "endpoint.instance_type")
+    vm = vmsizes.lookup(size_name)
+    if size_name and vm is None:
+        close = vmsizes.suggest(size_name)
+        c.warn("endpoint.instance_type", f"instance type '{size_name}' is not in the VM size table",
+               f"did you mean {close}?" if close else "check the managed online endpoint SKU list")
+    elif vm is not None and vm.retired:
+        message, hint = vmsizes.retired_message(vm)
+        c.error("endpoint.instance_type", message, hint)
+    count = c.integer(v.get("instance_count", 1), "endpoint.instance_count", minimum=1)
+    scoring = c.string(v.get("scoring_script", "score.py"), "endpoint.scoring_script")
+    if scoring and code is not None and not (code / scoring).is_file():
+        c.error("endpoint.scoring_script", f"'{scoring}' is not in the code folder {paths.display(code)}",
+                "the scoring script lives in src/trainer (score.py)")
+    variant = c.choice(v.get("onnx_variant", "auto"), "endpoint.onnx_variant", ("auto", "fp32", "int8"))
+    image = c.string(v.get("image"), "endpoint.image")
+    python = c.string(v.get("python", "3.11"), "endpoint.python", pattern=re.compile(r"3\.\d+(\.\d+)?"),
+                      rule="e.g. 3.11")
+    pip = v.get("pip") or []
+    if not isinstance(pip, list):
+        c.error("endpoint.pip", "must be a list of requirements", "e.g. pip: [onnxruntime, pillow]")
+        pip = []
+    settings = {}
+    for section, keys in (("request_settings", REQUEST_SETTINGS), ("liveness_probe", PROBE_SETTINGS),
+                          ("readiness_probe", PROBE_SETTINGS)):
+        given = c.mapping(v.get(section), f"endpoint.{section}")
+        values_ = {}
+        for key, value in given.items():
+            if key not in keys:
+                c.error(f"endpoint.{section}.{key}", f"unknown setting '{key}'", f"{section} takes {', '.join(keys)}")
+                continue
+            number = c.integer(value, f"endpoint.{section}.{key}", minimum=1 if key != "initial_delay" else 0)
+            if number is not None:
+                values_[key] = number
+        settings[section] = values_
+    if None in (name, auth, deployment, model, size_name, count, scoring, variant, image, python):
+        return None, vm
+    return Endpoint(name, v.get("description"), auth, deployment, model, size_name, count, scoring, variant, image,
+                    python, tuple(str(p) for p in pip), settings["request_settings"], settings["liveness_probe"],
+                    settings["readiness_probe"]), vm

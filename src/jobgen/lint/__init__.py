@@ -99,6 +99,7 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
             "environment": checker.environment,
             "compute": checker.compute,
             "data": checker.data_asset,
+            "online_deployment": checker.online_deployment,
         }.get(doc.kind, lambda: None)()
         for ref in checker.referenced:
             if ref not in by_path:

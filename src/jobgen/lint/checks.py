@@ -52,7 +52,9 @@ def detect_kind(data: Any) -> str | None:
         if "job" in schema:
             return "command_job"
     kind = data.get("type")
-    if isinstance(data.get("job"), dict) or (kind is None and {"cluster", "launcher"} & set(data)):
+    sections = {"job", "launcher", "cluster", "env", "data", "pipeline", "sweep", "endpoint", "components"}
+    if isinstance(data.get("job"), dict) or (kind is None and data and set(map(str, data)) <= sections
+                                             and all(isinstance(v, dict) or v is None for v in data.values())):
         return "values"
     if "dependencies" in data and "type" not in data and "command" not in data:
         return "conda"
@@ -696,6 +698,29 @@ class Checker:
         tier = d.get("tier")
         if tier is not None and str(tier).lower() not in ("dedicated", "low_priority"):
             doc.error(("tier",), f"unknown tier '{tier}'", "use dedicated or low_priority")
+
+    def online_deployment(self) -> None:
+        doc = self.doc
+        d = doc.data
+        size_name = d.get("instance_type")
+        size = vmsizes.lookup(size_name)
+        if size_name and size is None:
+            close = vmsizes.suggest(str(size_name))
+            doc.warning(("instance_type",), f"instance type '{size_name}' is not in the VM size table",
+                        f"did you mean {close}?" if close else "check the managed online endpoint SKU list")
+        elif size is not None and size.retired:
+            message, hint = vmsizes.retired_message(size)
+            doc.error(("instance_type",), message, hint)
+        config = d.get("code_configuration") if isinstance(d.get("code_configuration"), dict) else {}
+        code_dir = self.code(("code_configuration", "code"), config.get("code"))
+        script = config.get("scoring_script")
+        if code_dir is not None and isinstance(script, str) and not (code_dir / script).is_file():
+            doc.error(("code_configuration", "scoring_script"), f"scoring script '{script}' is not in {code_dir}",
+                      "fix scoring_script or code")
+        model = d.get("model")
+        if isinstance(model, str) and _is_local(model) and not (self.base / model).exists():
+            doc.error(("model",), f"model path '{model}' does not exist", "or reference a registered model: "
+                      "azureml:<name>:<version>")
 
     def data_asset(self) -> None:
         d = self.doc.data

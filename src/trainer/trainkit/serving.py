@@ -35,34 +35,38 @@ class ScoringError(Exception):
         self.message = message
 
 
-def find_model(root: Path) -> Path:
-    """The folder holding model.json and model.onnx under ``root`` (AZUREML_MODEL_DIR may hold
-    the registered model a level or two down, e.g. <name>/extra_files/)."""
+def _nearest(root: Path, name: str, near: Path | None = None) -> Path | None:
+    """``name`` under ``root``: in ``near`` when it is there, else the shallowest match."""
+    if near is not None and (near / name).is_file():
+        return near / name
+    found = sorted(Path(root).rglob(name), key=lambda p: (len(p.parts), str(p)))
+    return found[0] if found else None
+
+
+def find_model(root: Path) -> tuple[Path, Path, Path | None, Path | None]:
+    """(model.json, model.onnx, model.int8.onnx or None, report.json or None) under ``root``.
+    AZUREML_MODEL_DIR holds a registered model: MLflow's layout keeps model.onnx at the top and
+    our files among its extra files, so they are looked up separately."""
     root = Path(root)
-    for meta in sorted(root.rglob("model.json")):
-        folder = meta.parent
-        if (folder / "model.onnx").is_file():
-            return folder
-        for onnx in folder.parent.rglob("model.onnx"):
-            return meta.parent if (meta.parent / "model.onnx").exists() else onnx.parent
-    raise FileNotFoundError(f"no model.json with model.onnx under {root}")
+    meta = _nearest(root, "model.json")
+    onnx = _nearest(root, "model.onnx", meta.parent if meta else None)
+    if meta is None or onnx is None:
+        raise FileNotFoundError(f"no model.json and model.onnx under {root}")
+    return meta, onnx, _nearest(root, "model.int8.onnx", meta.parent), _nearest(root, "report.json", meta.parent)
 
 
 class Scorer:
     def __init__(self, model_dir: Path, variant: str | None = None, threads: int | None = None):
         import onnxruntime as ort
 
-        folder = find_model(model_dir)
-        self.meta = json.loads((folder / "model.json").read_text())
-        onnx_dir = folder if (folder / "model.onnx").exists() else next(folder.parent.rglob("model.onnx")).parent
-        report_path = next(iter(sorted(Path(model_dir).rglob("report.json"))), None)
+        meta_path, onnx, int8, report_path = find_model(model_dir)
+        self.meta = json.loads(meta_path.read_text())
         report = json.loads(report_path.read_text()) if report_path else {}
         choice = (variant or os.environ.get("JOBGEN_ONNX_VARIANT") or "auto").lower()
-        int8 = next(iter(sorted(Path(model_dir).rglob("model.int8.onnx"))), None)
         if choice == "int8" and int8 is None:
             raise FileNotFoundError("no model.int8.onnx beside the model (re-run export_onnx.py)")
         use_int8 = int8 is not None and (choice == "int8" or (choice == "auto" and report.get("selected") == int8.name))
-        self.model_file = int8 if use_int8 else onnx_dir / "model.onnx"
+        self.model_file = int8 if use_int8 else onnx
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

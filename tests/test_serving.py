@@ -1,0 +1,216 @@
+"""Scoring: the scoring script with ONNX Runtime, bad requests answered 4xx (never a 500 with
+a stack trace), a registered model's layout, and the real azureml-inference-server-http on
+127.0.0.1 (`generator.py serve`)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers.datasets import make_images, penguins_csv
+from helpers.models import exported, model_folder
+
+ROW = {"island": "Biscoe", "bill_length_mm": 48.7, "bill_depth_mm": 14.1, "flipper_length_mm": 210,
+       "body_mass_g": 4450}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    penguins_csv(root / "penguins.csv")
+    make_images(root / "images", per_class_train=2, per_class_val=6)
+    out = {}
+    out["penguins"] = exported(model_folder(root / "pm", "penguins"), root / "penguins.csv", root / "penguins")
+    out["images"] = exported(model_folder(root / "im", "images"), root / "images", root / "images-onnx")
+    out["root"] = root
+    return out
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def test_export_offers_int8_with_its_accuracy_drop(models):
+    for task in ("penguins", "images"):
+        report = json.loads((models[task] / "report.json").read_text())
+        q = report["int8"]
+        assert (models[task] / "model.int8.onnx").exists()
+        assert q["accuracy_drop"] == pytest.approx(q["fp32_accuracy"] - q["int8_accuracy"])
+        assert report["selected"] == ("model.int8.onnx" if q["accuracy_drop"] <= 0.01 else "model.onnx")
+
+
+def test_penguins_rows_scored(models):
+    from trainkit.serving import Scorer
+
+    scorer = Scorer(models["penguins"])
+    result = scorer.score_json(json.dumps({"data": [ROW, dict(ROW, island="Dream")]}))
+    assert len(result["predictions"]) == 2
+    for p in result["predictions"]:
+        assert p["class"] in ("Adelie", "Chinstrap", "Gentoo") and 0 < p["probability"] <= 1
+    assert scorer.score_json(json.dumps(ROW))["predictions"][0] == result["predictions"][0]  # one bare object
+
+
+def test_images_scored_fp32_and_int8(models):
+    from trainkit.serving import Scorer
+
+    images = sorted((models["root"] / "images" / "val" / "turkeys").glob("*.jpg"))[:3]
+    body = json.dumps({"images": [b64(p) for p in images]})
+    fp32 = Scorer(models["images"], variant="fp32")
+    int8 = Scorer(models["images"], variant="int8")
+    assert fp32.model_file.name == "model.onnx" and int8.model_file.name == "model.int8.onnx"
+    a, b = fp32.score_json(body)["predictions"], int8.score_json(body)["predictions"]
+    assert len(a) == len(b) == 3 and all(p["class"] in ("chickens", "turkeys") for p in a + b)
+
+
+def test_server_preprocessing_matches_training(models):
+    """The scorer's numpy resize/crop/normalise gives the tensors torchvision's eval transform gives."""
+    import numpy as np
+    from PIL import Image
+
+    from trainkit.data import image_transforms
+    from trainkit.serving import Scorer
+
+    scorer = Scorer(models["images"])
+    path = sorted((models["root"] / "images" / "val" / "chickens").glob("*.jpg"))[0]
+    with Image.open(path) as img:
+        ours = scorer._preprocess(img.convert("RGB"), 256, 224)
+        theirs = image_transforms(False, scorer.pre)(img.convert("RGB")).numpy()
+    assert np.abs(ours - theirs).max() < 0.05
+
+
+def _png(width, height) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 10)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize("task,body,status,text", [
+    ("penguins", "{not json", 400, "not valid JSON"),
+    ("penguins", json.dumps({"data": "rows"}), 400, "expected"),
+    ("penguins", json.dumps({"data": []}), 400, "no rows"),
+    ("penguins", json.dumps({"data": [ROW] * 1001}), 413, "at most 1000"),
+    ("penguins", json.dumps({"data": [{"island": "Biscoe"}]}), 400, "has no field 'bill_length_mm'"),
+    ("penguins", json.dumps({"data": [dict(ROW, island="Mars")]}), 400, "unknown island 'Mars'"),
+    ("penguins", json.dumps({"data": [dict(ROW, body_mass_g="heavy")]}), 400, "must be a number"),
+    ("images", json.dumps({"pictures": []}), 400, "expected"),
+    ("images", json.dumps({"images": ["not base64!"]}), 400, "not valid base64"),
+    ("images", json.dumps({"images": [base64.b64encode(b"plain text").decode()]}), 415, "not a JPEG or PNG"),
+    ("images", json.dumps({"images": ["QUFB" * 3_000_000]}), 413, "over 8 MB"),
+    ("images", json.dumps({"images": [_png(8000, 6000)]}), 413, "megapixels"),
+    ("images", json.dumps({"images": [_png(10, 10)] * 33}), 413, "at most 32"),
+])
+def test_bad_requests_are_4xx_with_a_clear_message(models, task, body, status, text):
+    from trainkit.serving import Scorer, ScoringError
+
+    with pytest.raises(ScoringError) as info:
+        Scorer(models[task]).score_json(body)
+    assert info.value.status == status and text in info.value.message
+
+
+def test_a_registered_model_serves_from_its_registry_layout(models, tmp_path, monkeypatch):
+    """What a deployment gets in AZUREML_MODEL_DIR: the MLflow model the register step logged."""
+    import mlflow
+
+    from trainkit import registry
+    from trainkit.serving import Scorer
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    model_dir = models["root"] / "pm"
+    result = registry.register(model_dir, models["penguins"], "serve-test")
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/serve-test/{result['version']}",
+                                                     dst_path=str(tmp_path / "registered")))
+    scorer = Scorer(local)
+    assert scorer.model_file.name in ("model.onnx", "model.int8.onnx")
+    assert scorer.score_json(json.dumps([ROW]))["predictions"][0]["class"] in ("Adelie", "Chinstrap", "Gentoo")
+
+
+# ------------------------------------------------------------------ the real server
+
+def _post(port, body, method="POST", content_type="application/json"):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=body if method == "POST" else None,
+                                     method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    from jobgen import serve
+
+    port = serve.free_port()
+    log = open(models["root"] / "server.log", "wb")
+    proc = serve.start(models["images"], port, log=log)
+    yield port, models["root"] / "server.log"
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_inference_server_scores_and_refuses_bad_requests(server, models):
+    port, log = server
+    image = sorted((models["root"] / "images" / "val" / "chickens").glob("*.jpg"))[0]
+    status, answer = _post(port, json.dumps({"images": [b64(image)]}).encode())
+    assert status == 200 and answer["predictions"][0]["class"] in ("chickens", "turkeys")
+    status, answer = _post(port, b"{oops")
+    assert status == 400 and "not valid JSON" in answer["error"]
+    status, answer = _post(port, json.dumps({"images": ["QUFB" * 3_000_000]}).encode())
+    assert status == 413
+    status, answer = _post(port, None, method="GET")
+    assert status == 405 and "POST" in answer["error"]
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_serve_command_checks_the_folder(cli, tmp_path):
+    rc, out, err = cli("serve", tmp_path / "nothing")
+    assert rc == 1 and "model folder not found" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "model").mkdir()
+    rc, out, err = cli("serve", tmp_path / "model")
+    assert rc == 1 and "no model.onnx" in err
+
+
+# ------------------------------------------------------------------ endpoint templates
+
+def test_endpoint_definition_renders_and_loads(root):
+    import yaml
+    from azure.ai.ml import load_online_deployment, load_online_endpoint
+
+    folder = root / "jobs" / "penguins-endpoint"
+    endpoint = load_online_endpoint(folder / "endpoint.yml")
+    deployment = load_online_deployment(folder / "deployment.yml")
+    assert endpoint.name == "penguins-species" and endpoint.auth_mode == "key"
+    assert deployment.endpoint_name == "penguins-species" and deployment.instance_type == "Standard_DS2_v2"
+    assert str(deployment.model).endswith("penguins-mlp@latest")
+    assert deployment.code_configuration.scoring_script == "score.py"
+    assert deployment.liveness_probe.failure_threshold == 30 and deployment.request_settings.request_timeout_ms == 5000
+    conda = yaml.safe_load((folder / "conda-serve.yaml").read_text())
+    assert "azureml-inference-server-http" in conda["dependencies"][-1]["pip"]
+    assert not any("torch" in p for p in conda["dependencies"][-1]["pip"])
+
+
+@pytest.mark.parametrize("sets,expected", [
+    (["endpoint.name=x"], "is not a valid name"),
+    (["endpoint.instance_type=Standard_NC6"], "was retired"),
+    (["endpoint.model=penguins-mlp"], "is not a valid name"),
+    (["endpoint.onnx_variant=int4"], "unknown value 'int4'"),
+    (["endpoint.liveness_probe.period=0"], "must be at least 1"),
+    (["endpoint.scoring_script=serve.py"], "'serve.py' is not in the code folder"),
+])
+def test_bad_endpoint_values(cli, checkout, tmp_path, sets, expected):
+    args = ["render", "--set", "endpoint.enabled=true"]
+    for s in sets:
+        args += ["--set", s]
+    rc, out, err = cli(*args, "-o", tmp_path / "out")
+    assert rc == 1 and expected in err, err
+    assert not (tmp_path / "out").exists()
