@@ -36,6 +36,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_render.py --json bench/results/render.json
 	$(PY) bench/bench_runner.py --json bench/results/runner.json
+	$(PY) bench/bench_serving.py --json bench/results/serving.json
 
 render: $(STAMP)
 	$(PY) generator.py render --all

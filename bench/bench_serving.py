@@ -1,0 +1,155 @@
+"""Serving speed, measured side by side in one run: ResNet-18 (the image classifier's
+architecture, 2 classes) scored by PyTorch eager, ONNX Runtime fp32 and ONNX Runtime int8
+(static QDQ), first the model alone (batch 1 and 64), then end to end through the local
+azureml-inference-server-http (`generator.py serve`) with single-image JSON requests in a
+bounded loop: requests/s, p50 and p99 latency. The int8 variant's accuracy drop on the
+validation set is reported beside it (it is selected only within one point).
+
+Goal (issue 6): ONNX Runtime at least 3x PyTorch eager for single-image requests end to end.
+
+    python bench/bench_serving.py [--requests 200] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "src" / "trainer"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def model_only(scorer, batch, repeat: int) -> float:
+    scorer.logits(batch)  # warm up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        scorer.logits(batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def end_to_end(port: int, body: bytes, requests: int) -> dict:
+    url = f"http://127.0.0.1:{port}/score"
+    for _ in range(5):  # warm up
+        urllib.request.urlopen(urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}))
+    latencies = []
+    start = time.perf_counter()
+    for _ in range(requests):
+        t = time.perf_counter()
+        with urllib.request.urlopen(urllib.request.Request(url, data=body,
+                                                           headers={"Content-Type": "application/json"})) as r:
+            r.read()
+        latencies.append(time.perf_counter() - t)
+    total = time.perf_counter() - start
+    return {"rps": requests / total, "p50_ms": percentile(latencies, 0.5) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000}
+
+
+def make_photo(path: Path) -> None:
+    """A 640 x 480 JPEG with the statistics of a photo (smooth shading, shapes, edges, a little
+    sensor noise), as a client would send: about 40 KB at quality 90."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:480, 0:640].astype(np.float32)
+    base = np.stack([120 + 80 * np.sin(x / 90), 100 + 60 * np.cos(y / 70), 90 + 50 * np.sin((x + y) / 120)], -1)
+    img = Image.fromarray(base.clip(0, 255).astype("uint8"))
+    draw = ImageDraw.Draw(img)
+    for _ in range(12):
+        x0, y0 = int(rng.integers(0, 560)), int(rng.integers(0, 400))
+        draw.ellipse([x0, y0, x0 + int(rng.integers(30, 160)), y0 + int(rng.integers(30, 160))],
+                     fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    img = img.filter(ImageFilter.GaussianBlur(2))
+    noisy = np.asarray(img, dtype=np.float32) + rng.normal(0, 4, (480, 640, 3))
+    Image.fromarray(noisy.clip(0, 255).astype("uint8")).save(path, quality=90)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    import numpy as np
+    from PIL import Image
+
+    from helpers.datasets import make_images
+    from helpers.models import exported, model_folder
+    from jobgen import serve
+    from trainkit.serving import Scorer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        make_images(tmp / "images", per_class_train=2, per_class_val=32, size=96)
+        model = model_folder(tmp / "model", "images")
+        onnx_dir = exported(model, tmp / "images", tmp / "served")
+        shutil.copyfile(model / "model.pt", onnx_dir / "model.pt")  # the eager backend serves the same weights
+        report = json.loads((onnx_dir / "report.json").read_text())
+
+        photo = tmp / "photo.jpg"
+        make_photo(photo)
+        photo_kb = photo.stat().st_size / 1024
+        body = json.dumps({"images": [base64.b64encode(photo.read_bytes()).decode()]}).encode()
+
+        scorers = {"pytorch eager": Scorer(onnx_dir, backend="torch"), "onnxruntime fp32": Scorer(onnx_dir, "fp32"),
+                   "onnxruntime int8": Scorer(onnx_dir, "int8")}
+        one = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        many = np.random.default_rng(2).standard_normal((64, 3, 224, 224)).astype(np.float32)
+        model_rows = {name: {"batch1_ms": model_only(s, one, 30) * 1000, "batch64_ms": model_only(s, many, 3) * 1000}
+                      for name, s in scorers.items()}
+        del scorers
+
+        served = {}
+        for name, (backend, variant) in {"pytorch eager": ("torch", None), "onnxruntime fp32": ("onnx", "fp32"),
+                                         "onnxruntime int8": ("onnx", "int8")}.items():
+            port = serve.free_port()
+            proc = serve.start(onnx_dir, port, variant=variant, backend=backend)
+            try:
+                served[name] = end_to_end(port, body, args.requests)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+    eager = model_rows["pytorch eager"]
+    print("model alone (median):")
+    print(f"  {'backend':<18} {'batch 1 ms':>11} {'x eager':>8} {'batch 64 ms':>12} {'img/s':>8} {'x eager':>8}")
+    for name, row in model_rows.items():
+        print(f"  {name:<18} {row['batch1_ms']:11.2f} {eager['batch1_ms'] / row['batch1_ms']:8.2f} "
+              f"{row['batch64_ms']:12.1f} {64000 / row['batch64_ms']:8.1f} {eager['batch64_ms'] / row['batch64_ms']:8.2f}")
+    base = served["pytorch eager"]
+    print(f"end to end, {args.requests} single-image requests ({photo_kb:.0f} KB JPEG, 640x480, base64 in JSON) "
+          "through azureml-inference-server-http on 127.0.0.1:")
+    print(f"  {'backend':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x eager':>8}")
+    for name, row in served.items():
+        print(f"  {name:<18} {row['rps']:8.1f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['rps'] / base['rps']:8.2f}")
+    q = report["int8"]
+    print(f"int8 accuracy on {q['val_samples']} validation images: {q['int8_accuracy']:.4f} vs fp32 "
+          f"{q['fp32_accuracy']:.4f} (drop {q['accuracy_drop'] * 100:.2f} points, bound 1); selected: {report['selected']}")
+    best = max(served["onnxruntime fp32"]["rps"], served["onnxruntime int8"]["rps"]) / base["rps"]
+    print(f"goal: ONNX Runtime >= 3x eager end to end -> {best:.2f}x")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": model_rows, "end_to_end": served, "int8": q,
+                                         "best_onnx_over_eager": best}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
