@@ -174,6 +174,12 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
             return JobgenError(f"data asset not found: {text}", where=where,
                                hint=f"create it from the data asset YAML: python generator.py submit "
                                     f"{context.get('data_yaml', 'data.yml')} (or az ml data create -f data.yml)")
+        if kind == "endpoint":
+            return JobgenError(f"online endpoint '{context.get('endpoint', '?')}' not found", where=where,
+                               hint=f"create it first: python generator.py submit "
+                                    f"{context.get('endpoint_yaml', 'endpoint.yml')}")
+        if kind == "model":
+            return _model_missing(context, where)
         if kind == "environment":
             return JobgenError(f"environment not found: {text}", where=where,
                                hint=f"create it first: python generator.py submit "
@@ -185,6 +191,10 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
     if name in ("ValidationException", "UserErrorException", "JobException", "MlException"):
         low = text.lower()
         missing = "not found" in low or "could not find" in low or "does not exist" in low
+        asset = re.search(r"asset (\S+) does not exist", low)
+        if missing and context.get("model") and (asset and asset.group(1) == context["model"].lower()
+                                                  or "model" in low):
+            return _model_missing(context, where)
         if missing and (re.search(r"\basset\b", low) or "data" in low):
             return JobgenError(f"data asset not found: {text}", where=where,
                                hint=f"create it from the data asset YAML: python generator.py submit "
@@ -194,6 +204,14 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _model_missing(context: dict, where: str) -> JobgenError:
+    name = context.get("model", "?")
+    return JobgenError(f"model '{name}' not found ({context.get('model_ref', 'the deployment')} is not registered)",
+                       where=where, hint=f"register it first (the training pipeline's register step does: "
+                                         f"python generator.py submit jobs/<task>-pipeline/pipeline.yml), then submit "
+                                         f"the deployment again")
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -233,17 +251,32 @@ def _message(exc: BaseException) -> str:
     return text[:300]
 
 
+NOT_FOUND_PARTS = (("compute", "/computes/"), ("data", "/data/"), ("environment", "/environments/"),
+                   ("endpoint", "/onlineendpoints/"), ("model", "/models/"), ("job", "/jobs/"))
+
+
 def _not_found_kind(exc: BaseException, text: str, context: dict) -> str:
-    url = str(getattr(getattr(exc, "response", None), "url", "") or getattr(getattr(
-        getattr(exc, "response", None), "request", None), "url", ""))
-    for kind, part in (("compute", "/computes/"), ("data", "/data/"), ("environment", "/environments/")):
-        if part in url:
-            return kind
-    if re.search(r"/workspaces/[^/?]+/?(\?|$)", url) or "workspace" in text.lower():
+    """What is missing, from the ARM path of the failed request (or, failing that, the message):
+    the last resource type under the workspace; the workspace itself when there is none."""
+    code = str(getattr(getattr(exc, "error", None), "code", "") or "")
+    if code == "ParentResourceNotFound" or re.search(r"parent resource '[^']*/workspaces/[^'/]+' could not be found",
+                                                      text, re.I):
         return "workspace"
+    response = getattr(exc, "response", None)
+    url = str(getattr(response, "url", "") or getattr(getattr(response, "request", None), "url", "")).lower()
+    path = url.split("?")[0]
+    if "/workspaces/" in path:
+        tail = path.split("/workspaces/", 1)[1]
+        if "/" not in tail.strip("/"):
+            return "workspace"
+        for kind, part in reversed(NOT_FOUND_PARTS):
+            if part in "/" + tail:
+                return kind
     low = text.lower()
-    for kind in ("compute", "data", "environment"):
-        if kind in low:
+    if "parentresourcenotfound" in low.replace(" ", "") or re.search(r"workspace '[^']+' (was )?not found", low):
+        return "workspace"
+    for kind, part in NOT_FOUND_PARTS:
+        if part.strip("/") in low.replace(" ", ""):
             return kind
     return "other"
 
@@ -425,8 +458,15 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
         out.write(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
         return 0
     context = {"data_yaml": _display_sibling(path, "data"), "environment_yaml": _display_sibling(path, "environment")}
-    real_stderr = sys.stderr
+    if kind == "online_deployment":
+        model = str(data.get("model") or "")
+        context["model_ref"] = model
+        context["model"] = model.removeprefix("azureml:").split("@")[0].split(":")[0]
+        context["endpoint"] = str(data.get("endpoint_name") or "?")
+        context["endpoint_yaml"] = _display_sibling(path, "online_endpoint")
+    real_stderr, real_stdout = sys.stderr, sys.stdout
     sys.stderr = _NoColourNoise(real_stderr)
+    sys.stdout = _NoPollingDots(real_stdout)
     try:
         if kind in ("command_job", "pipeline_job", "sweep_job"):
             return _submit_job(client, entity, kind, data, path, options, say, out, context)
@@ -441,7 +481,7 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
             raise
         raise mapped from None
     finally:
-        sys.stderr = real_stderr
+        sys.stderr, sys.stdout = real_stderr, real_stdout
 
 
 def _display_sibling(path: Path, kind: str) -> str:
@@ -511,23 +551,74 @@ def _submit_asset(client, entity, kind, path, options, say, out) -> int:
     elif kind == "model":
         result = client.models.create_or_update(entity)
     elif kind == "online_endpoint":
-        result = client.online_endpoints.begin_create_or_update(entity).result()
+        result = _wait(client.online_endpoints.begin_create_or_update(entity), f"endpoint {entity.name}", say)
     elif kind == "online_deployment":
-        result = client.online_deployments.begin_create_or_update(entity).result()
+        traffic = None
         if options.traffic is not None:
+            endpoint = client.online_endpoints.get(entity.endpoint_name)  # before creating: a bad split fails early
+            traffic = split_traffic(dict(endpoint.traffic or {}), entity.name, options.traffic)
+        result = _wait(client.online_deployments.begin_create_or_update(entity),
+                       f"deployment {entity.name} of endpoint {entity.endpoint_name}", say)
+        if traffic is not None:
             endpoint = client.online_endpoints.get(entity.endpoint_name)
-            endpoint.traffic = {entity.name: options.traffic}
-            client.online_endpoints.begin_create_or_update(endpoint).result()
+            endpoint.traffic = traffic
+            _wait(client.online_endpoints.begin_create_or_update(endpoint), f"endpoint {entity.endpoint_name} traffic",
+                  say)
+            say("traffic: " + ", ".join(f"{k} {v}%" for k, v in traffic.items()))
     else:  # pragma: no cover - detect() guards
         raise JobgenError(f"cannot submit {kind}", where=paths.display(path))
     name = getattr(result, "name", getattr(entity, "name", "?"))
     version = getattr(result, "version", None)
     label = f"{kind.replace('_', ' ')} {name}" + (f" version {version}" if version else "")
+    if kind == "online_deployment":
+        label += f" of endpoint {entity.endpoint_name}"
     if options.json:
         out.write(json.dumps({"kind": kind, "name": name, "version": version}, indent=2) + "\n")
     else:
         out.write(f"created or updated {label}\n")
     return 0
+
+
+def split_traffic(current: dict[str, int], deployment: str, pct: int) -> dict[str, int]:
+    """``pct`` percent to ``deployment``, the rest shared by the other deployments in proportion
+    to what they had (blue/green rollouts); the total stays 100."""
+    others = {k: int(v) for k, v in current.items() if k != deployment}
+    rest = 100 - pct
+    if rest and not any(others.values()):
+        raise JobgenError(f"--traffic {pct} leaves {rest}% to no other deployment of the endpoint",
+                          where="--traffic", hint="the first deployment takes --traffic 100")
+    total = sum(others.values()) or 1
+    shares = {k: rest * v // total for k, v in others.items()}
+    leftover = rest - sum(shares.values())
+    for k in sorted(others, key=lambda k: -others[k])[:leftover]:
+        shares[k] += 1
+    return {deployment: pct, **shares}
+
+
+class _NoPollingDots:
+    """stdout during SDK long-running operations: azure-ai-ml prints a '.' per poll; we show
+    our own progress on stderr instead (and keep --json output parseable)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if text.strip(".\n ") == "" and "." in text:
+            return len(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _wait(poller, what: str, say: Callable[[str], None], poll: float = 10.0):
+    start = time.monotonic()
+    while not poller.done():
+        say(f"{what}: provisioning ({time.monotonic() - start:.0f}s)")
+        poller.wait(poll)
+    result = poller.result()
+    say(f"{what}: done in {time.monotonic() - start:.0f}s")
+    return result
 
 
 def download(client, job_name: str, output: str | None, dest: Path, ws: Workspace | None = None) -> Path:

@@ -49,6 +49,26 @@ versions (newest first, ``$top``), GET the container (``latestVersion`` for ``@l
 version list with ``?hash=`` is answered workspace-wide, so an unchanged ``code:`` folder is not
 uploaded twice, as in Azure.
 
+Online endpoints and deployments
+--------------------------------
+``PUT .../onlineEndpoints/<name>`` and ``PUT .../onlineEndpoints/<ep>/deployments/<name>`` are
+long-running operations, as in Azure: 201 (200 when it existed) with the resource in state
+Creating/Updating, ``Azure-AsyncOperation`` (``mfeOperationsStatus``) and ``Location``
+(``mfeOperationResults``) headers and ``retry-after-ms``; the resource turns Succeeded when the
+operation is polled to its end (``lro_polls``). Both resources echo what was PUT (the endpoint
+adds ``scoringUri``, ``swaggerUri``, ``provisioningState``; a body without a ``traffic`` key keeps
+the old traffic, ``{}`` clears it; a deployment gets the service's defaults for scale settings,
+request settings and probes it leaves out). ``GET`` one (404 when missing), list them, ``DELETE``
+(an LRO), and ``POST .../listKeys`` (primary/secondary key), ``.../token``, ``.../regenerateKeys``
+and ``.../deployments/<d>/getLogs`` are answered. Checks, as the service makes them (messages
+are the fake's own wording): a deployment PUT needs its endpoint (404 otherwise) and a workspace
+model it names must exist (400 UserError); an endpoint's traffic may only name deployments of
+that endpoint and must add up to 0 or 100 (400 BadRequest).
+``fake.endpoints[name]`` and ``fake.deployments["<endpoint>/<deployment>"]`` hold
+``{"body": last PUT body, "puts": [every PUT body], "resource": ...}``; ``endpoint_body(name)``
+and ``deployment_body(name)`` are the last PUT bodies. ``add_model(name, version)`` and
+``add_online_endpoint`` / ``add_online_deployment`` seed them.
+
 Jobs
 ----
 A PUT job is stored (``fake.job_body(name)`` is the request body as sent) and answered with the
@@ -67,8 +87,10 @@ Not emulated
 ------------
 * Registries (``azureml://registries/...`` assets, e.g. curated environments resolved through the
   registry discovery service), pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
-  online/batch endpoints, schedules, workspace create/delete, connections, MLflow. Unknown routes
-  answer 404 ``{"error": {"code": "NoSuchRoute"}}`` and are kept in ``fake.unhandled``.
+  batch and serverless endpoints, invoking a scoring URI (no inference server runs), online
+  deployment failures (a deployment always provisions), schedules, workspace create/delete,
+  connections, MLflow. Unknown routes answer 404 ``{"error": {"code": "NoSuchRoute"}}`` and are
+  kept in ``fake.unhandled``.
   (Data and model uploads from local paths work: they go to ``LocalUpload/<hash>/`` in the
   workspace blob store through the datastore's account key.)
 * Beware: when a blob upload fails (e.g. a missing container in Azurite) azure-ai-ml's uploader
@@ -338,6 +360,7 @@ class FakeAzure:
       computes           {name: vm_size} pre-existing AmlCompute clusters
       data_assets        {name: [version, ...]} pre-existing uri_folder data assets
       environments       {name: [version, ...]} pre-existing environments
+      models             {name: [version, ...]} pre-existing (custom) models
       lro_polls          how many "InProgress" answers a long-running operation gives first
       poll_delay_ms      the retry-after-ms the fake gives pollers (default 20 ms)
       check_compute      a job PUT whose computeId names a compute this fake does not hold
@@ -351,7 +374,8 @@ class FakeAzure:
                  quota_exceeded: bool | str = False, job_final_status: str = "Completed",
                  status_sequence: tuple[str, ...] = ("Queued", "Running"),
                  computes: dict[str, str] | None = None, data_assets: dict[str, list] | None = None,
-                 environments: dict[str, list] | None = None, lro_polls: int = 1, poll_delay_ms: int = 20,
+                 environments: dict[str, list] | None = None, models: dict[str, list] | None = None,
+                 lro_polls: int = 1, poll_delay_ms: int = 20,
                  check_compute: bool = True, redirect_storage: bool = True) -> None:
         self.subscription = subscription
         self.resource_group = resource_group
@@ -382,6 +406,8 @@ class FakeAzure:
         self.components: dict[str, dict[str, dict]] = {}
         self.models: dict[str, dict[str, dict]] = {}
         self.datastores: dict[str, dict] = {}
+        self.endpoints: dict[str, dict] = {}  # name -> {"body", "puts", "resource"}
+        self.deployments: dict[str, dict] = {}  # "<endpoint>/<deployment>" -> {"body", "puts", "resource"}
         self.operations: dict[str, dict] = {}  # async operation id -> {"polls", "status", "error"}
         self.pending_uploads: list[dict] = []  # {"name", "version", "container", "blob_uri", "sas_uri"}
         self.blobs: dict[tuple[str, str], _Blob] = {}  # (container, name) -> blob (built-in store)
@@ -399,6 +425,9 @@ class FakeAzure:
         for name, versions in (environments or {}).items():
             for v in versions:
                 self.add_environment(name, str(v))
+        for name, versions in (models or {}).items():
+            for v in versions:
+                self.add_model(name, str(v))
 
         self.port = 0
         self._connections: set = set()
@@ -489,6 +518,23 @@ class FakeAzure:
             if name is None:
                 name = list(self.jobs)[-1]
             return self.jobs[name]["body"]
+
+    def endpoint_body(self, name: str | None = None) -> dict:
+        """The body of the last PUT of online endpoint ``name`` (default: the last endpoint PUT)."""
+        with self.lock:
+            return self.endpoints[name if name is not None else list(self.endpoints)[-1]]["body"]
+
+    def deployment_body(self, name: str | None = None, endpoint: str | None = None) -> dict:
+        """The body of the last PUT of deployment ``name`` (of ``endpoint``, or of the one endpoint
+        that has a deployment of that name; default: the last deployment PUT)."""
+        with self.lock:
+            if name is None:
+                return self.deployments[list(self.deployments)[-1]]["body"]
+            keys = [k for k in self.deployments if k.split("/", 1)[1] == name
+                    and (endpoint is None or k.split("/", 1)[0] == endpoint)]
+            if len(keys) != 1:
+                raise KeyError(f"deployment {name!r} (endpoint {endpoint!r}): {len(keys)} matches")
+            return self.deployments[keys[0]]["body"]
 
     def list_blobs(self, container: str, prefix: str = "") -> list[str]:
         if self.azurite is not None:
@@ -615,6 +661,46 @@ class FakeAzure:
         }
         with self.lock:
             self.environments.setdefault(name, {})[version] = resource
+        return resource
+
+    def add_model(self, name: str, version: str = "1", path: str | None = None,
+                  model_type: str = "custom_model") -> dict:
+        """A registered model version (``azureml:<name>@latest`` resolves to the highest version)."""
+        path = path or (f"azureml://subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/"
+                        f"workspaces/{self.workspace}/datastores/workspaceblobstore/paths/models/{name}/{version}/")
+        resource = {
+            "id": self._rid("models", name, "versions", version), "name": version,
+            "type": "Microsoft.MachineLearningServices/workspaces/models/versions",
+            "systemData": self._system_data(),
+            "properties": {"modelUri": path, "modelType": model_type, "flavors": {}, "description": None,
+                           "tags": {}, "properties": {}, "isAnonymous": False, "isArchived": False,
+                           "provisioningState": "Succeeded"},
+        }
+        with self.lock:
+            self.models.setdefault(name, {})[version] = resource
+        return resource
+
+    def add_online_endpoint(self, name: str, auth_mode: str = "Key", traffic: dict[str, int] | None = None,
+                            state: str = "Succeeded") -> dict:
+        """An existing managed online endpoint (as if created earlier)."""
+        body = {"location": self.location, "tags": {}, "identity": {"type": "SystemAssigned"},
+                "properties": {"authMode": auth_mode, "traffic": dict(traffic or {}), "mirrorTraffic": {},
+                               "properties": {}, "description": None}}
+        with self.lock:
+            resource = self._endpoint_resource(name, body, None, state)
+            self.endpoints[name] = {"body": body, "puts": [], "resource": resource}
+        return resource
+
+    def add_online_deployment(self, endpoint: str, name: str, instance_type: str = "Standard_DS3_v2",
+                              instance_count: int = 1, state: str = "Succeeded") -> dict:
+        """An existing managed deployment of endpoint ``endpoint`` (which must exist)."""
+        body = {"location": self.location, "tags": {}, "sku": {"name": "Default", "capacity": instance_count},
+                "properties": {"endpointComputeType": "Managed", "instanceType": instance_type,
+                               "scaleSettings": {"scaleType": "Default"}, "properties": {},
+                               "appInsightsEnabled": False, "egressPublicNetworkAccess": "Enabled"}}
+        with self.lock:
+            resource = self._deployment_resource(endpoint, name, body, state)
+            self.deployments[f"{endpoint}/{name}"] = {"body": body, "puts": [], "resource": resource}
         return resource
 
     # -- request handling ----------------------------------------------------------------------
@@ -756,13 +842,18 @@ class FakeAzure:
         raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} location {rest}")
 
     # -- long-running operations ---------------------------------------------------------------
-    def _start_operation(self, kind: str, on_success=None, error: dict | None = None) -> dict[str, str]:
+    def _start_operation(self, kind: str, on_success=None, error: dict | None = None,
+                         family: str = "compute") -> dict[str, str]:
+        """A long-running operation; ``family`` "compute" (computeOperationsStatus/Result) or "mfe"
+        (mfeOperationsStatus / mfeOperationResults, as endpoints and deployments use)."""
         op_id = uuid.uuid4().hex
         self.operations[op_id] = {"polls": 0, "on_success": on_success, "error": error, "kind": kind}
         base = (f"https://management.azure.com/subscriptions/{self.subscription}/providers/"
                 f"Microsoft.MachineLearningServices/locations/{self.location}")
-        return {"Azure-AsyncOperation": f"{base}/computeOperationsStatus/{op_id}?api-version=2023-08-01-preview",
-                "Location": f"{base}/computeOperationsResult/{op_id}?api-version=2023-08-01-preview",
+        status, result = (("mfeOperationsStatus", "mfeOperationResults") if family == "mfe"
+                          else ("computeOperationsStatus", "computeOperationsResult"))
+        return {"Azure-AsyncOperation": f"{base}/{status}/{op_id}?api-version=2023-08-01-preview",
+                "Location": f"{base}/{result}/{op_id}?api-version=2023-08-01-preview",
                 **self._delay_headers()}
 
     def _delay_headers(self) -> dict[str, str]:
@@ -797,7 +888,7 @@ class FakeAzure:
         kind = seg[0].lower()
         handler = {"computes": self._computes, "jobs": self._jobs, "codes": self._assets, "data": self._assets,
                    "environments": self._assets, "components": self._assets, "models": self._assets,
-                   "datastores": self._datastores}.get(kind)
+                   "datastores": self._datastores, "onlineendpoints": self._online_endpoints}.get(kind)
         if handler is None:
             raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} workspaces/<ws>{rest}")
         return handler(method, seg, query, body)
@@ -989,6 +1080,201 @@ class FakeAzure:
         if len(seg) == 3 and seg[2] == "listSecrets" and method == "POST":
             return 200, {"secretsType": "AccountKey", "key": STORAGE_KEY}, {}
         raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} datastores/{'/'.join(seg[1:])}")
+
+    # online endpoints and deployments
+    def _endpoint_not_found(self, name: str) -> _Reply:
+        return _arm_error(404, "ResourceNotFound",
+                          f"The Resource 'Microsoft.MachineLearningServices/workspaces/{self.workspace}/"
+                          f"onlineEndpoints/{name}' under resource group '{self.resource_group}' was not found. "
+                          "For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+
+    def _deployment_not_found(self, endpoint: str, name: str) -> _Reply:
+        return _arm_error(404, "ResourceNotFound",
+                          f"The Resource 'Microsoft.MachineLearningServices/workspaces/{self.workspace}/"
+                          f"onlineEndpoints/{endpoint}/deployments/{name}' under resource group "
+                          f"'{self.resource_group}' was not found. For more details please go to "
+                          "https://aka.ms/ARMResourceNotFoundFix")
+
+    def _endpoint_resource(self, name: str, body: dict, old: dict | None, state: str) -> dict:
+        props = json.loads(json.dumps(body.get("properties") or {}))
+        old_props = (old or {}).get("properties") or {}
+        for key in ("traffic", "mirrorTraffic"):  # an update without traffic keeps the old one
+            if props.get(key) is None:
+                props[key] = dict(old_props.get(key) or {})
+        props.setdefault("authMode", old_props.get("authMode", "Key"))
+        props.setdefault("properties", {})
+        props.setdefault("description", None)
+        props.setdefault("publicNetworkAccess", "Enabled")
+        props["scoringUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/score"
+        props["swaggerUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/swagger.json"
+        props["provisioningState"] = state
+        identity = dict(body.get("identity") or {"type": "SystemAssigned"})
+        if "systemassigned" in str(identity.get("type", "")).lower():
+            identity.setdefault("principalId", str(uuid.uuid5(uuid.NAMESPACE_URL, f"endpoint/{name}")))
+            identity.setdefault("tenantId", TENANT_ID)
+        return {"id": self._rid("onlineEndpoints", name), "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+                "location": body.get("location") or self.location, "kind": body.get("kind") or "Managed",
+                "tags": body.get("tags") or {}, "identity": identity,
+                "systemData": (old or {}).get("systemData") or self._system_data(), "properties": props}
+
+    def _deployment_resource(self, endpoint: str, name: str, body: dict, state: str) -> dict:
+        props = json.loads(json.dumps(body.get("properties") or {}))
+        # what the service fills in when the body leaves it out
+        props.setdefault("endpointComputeType", "Managed")
+        props.setdefault("properties", {})
+        props.setdefault("scaleSettings", {"scaleType": "Default"})
+        props.setdefault("appInsightsEnabled", False)
+        props.setdefault("egressPublicNetworkAccess", "Enabled")
+        props.setdefault("requestSettings", {"requestTimeout": "PT5S", "maxConcurrentRequestsPerInstance": 1,
+                                             "maxQueueWait": "PT0.5S"})
+        for probe in ("livenessProbe", "readinessProbe"):
+            props.setdefault(probe, {"initialDelay": "PT10S", "period": "PT10S", "timeout": "PT2S",
+                                     "successThreshold": 1, "failureThreshold": 30})
+        props["provisioningState"] = state
+        resource = {"id": self._rid("onlineEndpoints", endpoint, "deployments", name), "name": name,
+                    "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments",
+                    "location": body.get("location") or self.location, "kind": body.get("kind") or "Managed",
+                    "tags": body.get("tags") or {}, "systemData": self._system_data(), "properties": props}
+        if body.get("sku") is not None:
+            resource["sku"] = body["sku"]
+        return resource
+
+    def _check_traffic(self, endpoint: str, props: dict) -> None:
+        for key in ("traffic", "mirrorTraffic"):
+            traffic = props.get(key) or {}
+            for deployment in traffic:
+                if f"{endpoint}/{deployment}" not in self.deployments:
+                    raise _arm_error(400, "BadRequest", f"Deployment '{deployment}' named in the {key} of endpoint "
+                                                        f"'{endpoint}' does not exist.")
+        traffic = props.get("traffic") or {}
+        total = sum(int(v) for v in traffic.values())
+        if traffic and total not in (0, 100):
+            raise _arm_error(400, "BadRequest", f"The traffic of endpoint '{endpoint}' adds up to {total}: the "
+                                                "deployments' traffic values must add up to 0 or 100.")
+
+    def _model_arm_id_missing(self, model_id: str | None) -> str | None:
+        """The 'name:version' of a workspace model id this fake does not hold, else None."""
+        m = re.search(r"/workspaces/[^/]+/models/(?P<name>[^/]+)/versions/(?P<version>[^/?]+)$", model_id or "",
+                      re.I)
+        if not m:
+            return None
+        if m.group("version") in self.models.get(m.group("name"), {}):
+            return None
+        return f"{m.group('name')}:{m.group('version')}"
+
+    def _online_endpoints(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
+        if len(seg) == 1 and method == "GET":
+            return 200, {"value": [e["resource"] for e in self.endpoints.values()]}, {}
+        name = seg[1]
+        if len(seg) == 2 and method == "PUT":
+            return self._put_endpoint(name, body or {})
+        if len(seg) >= 3 and seg[2] == "deployments":
+            return self._online_deployments(method, name, seg[3:], query, body)
+        if name not in self.endpoints:
+            raise self._endpoint_not_found(name)
+        entry = self.endpoints[name]
+        if len(seg) == 2 and method == "GET":
+            return 200, entry["resource"], {}
+        if len(seg) == 2 and method == "DELETE":
+            def gone() -> None:
+                self.endpoints.pop(name, None)
+                for key in [k for k in self.deployments if k.startswith(name + "/")]:
+                    del self.deployments[key]
+            return 202, None, self._start_operation("delete", on_success=gone, family="mfe")
+        if len(seg) == 3 and method == "POST":
+            action = seg[2]
+            auth = str(entry["resource"]["properties"].get("authMode", "Key"))
+            if action == "listKeys":
+                if auth.lower() != "key":
+                    raise _arm_error(400, "BadRequest", f"Endpoint '{name}' uses {auth} authentication: it has no "
+                                                        "keys.")
+                return 200, {"primaryKey": f"fake-primary-key-{name}", "secondaryKey": f"fake-secondary-key-{name}"}, {}
+            if action == "token":
+                if auth.lower() == "key":
+                    raise _arm_error(400, "BadRequest", f"Endpoint '{name}' uses key authentication: it has no "
+                                                        "token.")
+                now = int(time.time())
+                return 200, {"accessToken": f"fake-endpoint-token-{name}", "tokenType": "Bearer",
+                             "expiryTimeUtc": now + 3600, "refreshAfterTimeUtc": now + 1800}, {}
+            if action == "regenerateKeys":
+                return 202, None, self._start_operation("regenerateKeys", family="mfe")
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} onlineEndpoints/{'/'.join(seg[1:])}")
+
+    def _put_endpoint(self, name: str, body: dict) -> tuple[int, Any, dict]:
+        old = self.endpoints.get(name)
+        props = body.get("properties") or {}
+        if not props.get("authMode") and old is None:
+            raise _arm_error(400, "BadRequest", "The authMode field is required.")
+        resource = self._endpoint_resource(name, body, old["resource"] if old else None,
+                                           "Updating" if old else "Creating")
+        self._check_traffic(name, resource["properties"])
+        entry = old or {"puts": []}
+        entry.update(body=body, resource=resource)
+        entry["puts"].append(body)
+        self.endpoints[name] = entry
+
+        def succeed() -> None:
+            if self.endpoints.get(name) is entry:
+                entry["resource"]["properties"]["provisioningState"] = "Succeeded"
+
+        headers = self._start_operation("create", on_success=succeed, family="mfe")
+        return (200 if old else 201), resource, headers
+
+    def _online_deployments(self, method: str, endpoint: str, seg: list[str], query: dict,
+                            body: Any) -> tuple[int, Any, dict]:
+        if endpoint not in self.endpoints:
+            raise self._endpoint_not_found(endpoint)
+        if not seg and method == "GET":
+            return 200, {"value": [d["resource"] for k, d in self.deployments.items()
+                                   if k.split("/", 1)[0] == endpoint]}, {}
+        name = seg[0]
+        key = f"{endpoint}/{name}"
+        if len(seg) == 1 and method == "PUT":
+            return self._put_deployment(endpoint, name, body or {})
+        if key not in self.deployments:
+            raise self._deployment_not_found(endpoint, name)
+        entry = self.deployments[key]
+        if len(seg) == 1 and method == "GET":
+            return 200, entry["resource"], {}
+        if len(seg) == 1 and method == "DELETE":
+            traffic = self.endpoints[endpoint]["resource"]["properties"].get("traffic") or {}
+            if traffic.get(name):
+                raise _arm_error(400, "BadRequest", f"Deployment '{name}' has {traffic[name]}% of the traffic of "
+                                                    f"endpoint '{endpoint}': set it to 0 before deleting it.")
+            return 202, None, self._start_operation("delete", on_success=lambda: self.deployments.pop(key, None),
+                                                    family="mfe")
+        if len(seg) == 2 and seg[1] == "getLogs" and method == "POST":
+            tail = int((body or {}).get("tail") or 0)
+            lines = [f"[fake-azure] deployment {name} of endpoint {endpoint}: "
+                     f"{(body or {}).get('containerType') or 'InferenceServer'} log",
+                     "[fake-azure] Initializing inference server", "[fake-azure] Listening on 0.0.0.0:5001"]
+            return 200, {"content": "\n".join(lines[-tail:] if tail else lines) + "\n"}, {}
+        if len(seg) == 2 and seg[1] == "skus" and method == "GET":
+            return 200, {"value": []}, {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} onlineEndpoints/{endpoint}/"
+                                             f"deployments/{'/'.join(seg)}")
+
+    def _put_deployment(self, endpoint: str, name: str, body: dict) -> tuple[int, Any, dict]:
+        key = f"{endpoint}/{name}"
+        props = body.get("properties") or {}
+        missing = self._model_arm_id_missing(props.get("model"))
+        if missing:
+            raise _arm_error(400, "UserError", f"Model '{missing}' was not found in workspace '{self.workspace}'.",
+                             innerError={"code": "NotFoundError"})
+        old = self.deployments.get(key)
+        resource = self._deployment_resource(endpoint, name, body, "Updating" if old else "Creating")
+        entry = old or {"puts": []}
+        entry.update(body=body, resource=resource)
+        entry["puts"].append(body)
+        self.deployments[key] = entry
+
+        def succeed() -> None:
+            if self.deployments.get(key) is entry:
+                entry["resource"]["properties"]["provisioningState"] = "Succeeded"
+
+        headers = self._start_operation("create", on_success=succeed, family="mfe")
+        return (200 if old else 201), resource, headers
 
     # jobs
     def _job_status(self, job: dict, advance: bool = True) -> str:

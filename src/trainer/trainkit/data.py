@@ -126,15 +126,80 @@ class ImageFiles(Dataset):
         return self.transform(image), label
 
 
-def load_images(root: Path, size: int = IMAGE_SIZE, verify: bool = True) -> TaskData:
+class CachedImages(Dataset):
+    """Images decoded once, kept in memory as uint8 tensors: train images resized so their
+    shorter side is the recipe's resize (256 at 224) and augmented per access on the tensor
+    (RandomResizedCrop + flip, antialiased); val images stored already resized and centre-cropped.
+    Samples are uint8; the trainer normalises the batch on the device. DataLoader workers
+    share the cache (fork, copy-on-write)."""
+
+    normalized = False  # the trainer applies mean/std to the uint8 batch
+
+    def __init__(self, samples: list[tuple[Path, int]], train: bool, pre: dict[str, Any]):
+        from PIL import Image
+        from torchvision.transforms import v2
+
+        self.labels = [label for _, label in samples]
+        self.train = train
+        self.images: list[torch.Tensor] = []
+        resize, crop = int(pre["resize"]), int(pre["crop"])
+        for path, _ in samples:
+            try:
+                with Image.open(path) as img:
+                    img.draft("RGB", (resize, resize))  # JPEG: decode at a reduced scale when it is much larger
+                    image = img.convert("RGB")
+            except OSError as exc:
+                raise TrainError(f"image {path} cannot be read ({exc})", "remove or replace the file") from None
+            w, h = image.size
+            scale = resize / min(w, h)
+            image = image.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)
+            if not train:
+                left, top = (image.width - crop) // 2, (image.height - crop) // 2
+                image = image.crop((left, top, left + crop, top + crop))
+            self.images.append(torch.from_numpy(_hwc(image)).permute(2, 0, 1).contiguous())
+        self.augment = v2.Compose([v2.RandomResizedCrop(crop, antialias=True), v2.RandomHorizontalFlip()]) \
+            if train else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        if self.augment is not None:
+            image = self.augment(image)
+        return image, self.labels[index]
+
+
+def _hwc(image):
+    import numpy as np
+
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def cache_fits(samples: int, resize: int) -> bool:
+    """Cache decoded images when they take at most a quarter of the machine's memory."""
+    per_image = 3 * resize * int(resize * 4 / 3)  # bytes at a 4:3 aspect
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return False
+    return samples * per_image <= total // 4
+
+
+def load_images(root: Path, size: int = IMAGE_SIZE, verify: bool = True, cache: str = "auto") -> TaskData:
     classes = check_image_folder(root)
     pre = image_preprocessing(size)
     splits = {}
-    for split in ("train", "val"):
-        samples = [(p, i) for i, name in enumerate(classes) for p in _image_files(root / split / name)]
-        if verify:
+    listed = {split: [(p, i) for i, name in enumerate(classes) for p in _image_files(root / split / name)]
+              for split in ("train", "val")}
+    use_cache = cache == "on" or (cache == "auto" and cache_fits(sum(map(len, listed.values())), pre["resize"]))
+    for split, samples in listed.items():
+        if verify and not use_cache:
             verify_images([p for p, _ in samples])
-        splits[split] = ImageFiles(samples, image_transforms(split == "train", pre))
+        if use_cache:
+            splits[split] = CachedImages(samples, split == "train", pre)
+        else:
+            splits[split] = ImageFiles(samples, image_transforms(split == "train", pre))
     return TaskData(splits["train"], splits["val"], classes, [3, size, size], pre)
 
 
@@ -227,9 +292,9 @@ def load_penguins(path: Path, seed: int) -> TaskData:
                     list(PENGUIN_SPECIES), [len(PENGUIN_FEATURES)], penguin_preprocessing())
 
 
-def load_task(task: str, data: Path, seed: int, image_size: int = IMAGE_SIZE) -> TaskData:
+def load_task(task: str, data: Path, seed: int, image_size: int = IMAGE_SIZE, cache: str = "auto") -> TaskData:
     if task == "images":
-        return load_images(Path(data), image_size)
+        return load_images(Path(data), image_size, cache=cache)
     if task == "penguins":
         return load_penguins(Path(data), seed)
     raise TrainError(f"unknown task {task!r}", "use images or penguins")

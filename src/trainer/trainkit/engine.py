@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=224, help="images: crop size (the recipe's 224; resize scales "
                    "with it, 256 at 224)")
+    p.add_argument("--cache-images", choices=("auto", "on", "off"), default="auto",
+                   help="images: decode once and keep resized images in memory (auto: when they fit in a quarter "
+                        "of RAM); off decodes every image every epoch")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers per process (default: from CPUs)")
     p.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (opt-in)")
     p.add_argument("--model-dir", type=Path, default=Path("outputs/model"))
@@ -203,6 +206,12 @@ class Trainer:
             self.optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum)
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=args.step_size, gamma=args.gamma)
         self.loss_fn = nn.CrossEntropyLoss()
+        # cached images arrive as uint8: normalise the batch on the device (less to move, no per-sample float work)
+        self.normalize = None
+        if getattr(task.train, "normalized", True) is False:
+            mean = torch.tensor(task.preprocessing["mean"], device=device).view(1, 3, 1, 1) * 255
+            std = torch.tensor(task.preprocessing["std"], device=device).view(1, 3, 1, 1) * 255
+            self.normalize = (mean, std)
 
         workers = args.num_workers
         if workers is None:
@@ -239,6 +248,9 @@ class Trainer:
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.device, non_blocking=True)
+        if self.normalize is not None and x.dtype == torch.uint8:
+            mean, std = self.normalize
+            x = (x.float() - mean) / std
         if self.conv:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device, non_blocking=True)
@@ -360,6 +372,17 @@ class Trainer:
         if "python" in rng:
             random.setstate(rng["python"])
 
+    def _peak_rss_mb(self) -> list[float]:
+        """Peak resident memory of each rank's training process (MiB), gathered on rank 0."""
+        import resource
+
+        mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+        if not self.env.distributed:
+            return [round(mine, 1)]
+        gathered: list[Any] = [None] * self.env.world_size
+        dist.all_gather_object(gathered, round(mine, 1))
+        return [float(v) for v in gathered]
+
     # -------------------------------------------------------------- the loop
     def train(self) -> bool:
         """Runs the remaining epochs; False when stopped by SIGTERM (checkpoint written)."""
@@ -390,8 +413,9 @@ class Trainer:
                 if tracker is not None:
                     tracker.epoch(record)
                 self._save_snapshot(epoch)
+            peaks = self._peak_rss_mb()  # every rank takes part in the gather
             if tracker is not None:
-                tracker.finish()
+                tracker.finish(peaks)
             return True
         finally:
             if tracker is not None:
@@ -418,7 +442,7 @@ class Tracker:
             write_loss_curve(self.trainer.history, self.args.model_dir / "loss_curve.png")
             self.last_plot = time.monotonic()
 
-    def finish(self) -> None:
+    def finish(self, peak_rss_mb: list[float] | None = None) -> None:
         t = self.trainer
         last = t.history[-1] if t.history else {}
         best = max((r["val_accuracy"] for r in t.history), default=None)
@@ -430,7 +454,12 @@ class Tracker:
                         "epochs": len(t.history)},
             "training": {"seed": self.args.seed, "world_size": t.env.world_size, "launcher": t.env.launcher,
                          "precision": str(t.autocast_dtype or torch.float32).replace("torch.", ""),
-                         "batch_size_per_process": self.args.batch_size},
+                         "batch_size_per_process": self.args.batch_size,
+                         "peak_rss_mb_per_process": peak_rss_mb,
+                         "cached_images": type(t.task.train).__name__ == "CachedImages",
+                         "samples_per_s": (sum(r["samples_per_s"] for r in t.history[1:]) / max(1, len(t.history) - 1)
+                                           if len(t.history) > 1 else (t.history[0]["samples_per_s"]
+                                                                       if t.history else None))},
             "mlflow_run_id": t.mlflow_run_id,
             "versions": {"torch": torch.__version__.split("+")[0], "python": sys.version.split()[0]},
         }
@@ -441,6 +470,8 @@ class Tracker:
             self.mlflow.log_metric("final_val_accuracy", last.get("val_accuracy", 0.0))
             self.mlflow.log_artifact(str(self.args.model_dir / "loss_curve.png"))
             self.mlflow.log_artifact(str(self.args.model_dir / "model.json"))
+        if peak_rss_mb:
+            print(f"[train] peak memory per process: {', '.join(f'{m:.0f} MiB' for m in peak_rss_mb)}", flush=True)
         print(f"[train] done: val_accuracy={last.get('val_accuracy', float('nan')):.4f}; model in "
               f"{self.args.model_dir}; loss curve {self.args.model_dir / 'loss_curve.png'}", flush=True)
 
@@ -544,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         device = setup_device(env)
         init_distributed(env, device)
         try:
-            task = data_mod.load_task(args.task, args.data, args.seed, args.image_size)
+            task = data_mod.load_task(args.task, args.data, args.seed, args.image_size, args.cache_images)
             trainer = Trainer(args, env, task, device)
             signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
             finished = trainer.train()

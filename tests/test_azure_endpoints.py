@@ -1,0 +1,209 @@
+"""Managed online endpoints and deployments with the real azure-ai-ml code (MLClient, its
+operations, serialization, the code snapshot upload, model resolution, long-running operations)
+against the fake ARM / Azure ML REST endpoints on 127.0.0.1. Nothing reaches anything but
+loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import fake_azure
+
+ROOT = Path(__file__).resolve().parents[1]
+SUB = "00000000-0000-0000-0000-000000000000"
+WS = ["--subscription", SUB, "--resource-group", "rg", "--workspace", "ws"]
+ENDPOINT_YML = ROOT / "jobs/penguins-endpoint/endpoint.yml"
+DEPLOYMENT_YML = ROOT / "jobs/penguins-endpoint/deployment.yml"
+ENDPOINT = "penguins-species"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """A stray request to a real host fails loudly instead of leaving the machine."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for key in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID",
+                "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def fake():
+    with fake_azure.FakeAzure(subscription=SUB) as f:
+        yield f
+
+
+@pytest.fixture
+def submit(cli, fake, monkeypatch):
+    from jobgen import cloud
+
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+
+    def run(*args):
+        return cli("submit", *map(str, args), *WS)
+
+    return run
+
+
+def trainer_files() -> list[str]:
+    """What the code snapshot of src/trainer holds (its .amlignore keeps caches out)."""
+    base = ROOT / "src" / "trainer"
+    skip = ("__pycache__", ".pyc", "mlflow.db")
+    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
+                  if p.is_file() and not any(s in p.as_posix() for s in skip))
+
+
+def _one_error_line(rc, err) -> str:
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err and "sig=" not in err
+    return lines[0]
+
+
+# ------------------------------------------------------------------ endpoint
+
+def test_endpoint_is_created_with_key_auth(submit, fake):
+    rc, out, err = submit(ENDPOINT_YML)
+    assert rc == 0, err
+    assert "created or updated online endpoint penguins-species" in out
+    puts = fake.find("PUT", f"/onlineEndpoints/{ENDPOINT}")
+    assert len(puts) == 1
+    body = fake.endpoint_body(ENDPOINT)
+    assert body is puts[0].body or body == puts[0].body
+    assert body["properties"]["authMode"] == "Key"
+    assert body["properties"]["description"].startswith("Penguin species")
+    # the long-running operation was followed to its end
+    resource = fake.endpoints[ENDPOINT]["resource"]
+    assert resource["properties"]["provisioningState"] == "Succeeded"
+    assert fake.find("GET", "/mfeOperationsStatus/")
+    assert not fake.unhandled
+
+
+# ------------------------------------------------------------------ deployment
+
+def test_deployment_with_traffic(submit, fake):
+    fake.add_model("penguins-mlp", "1")
+    fake.add_model("penguins-mlp", "2")
+    rc, _, err = submit(ENDPOINT_YML)
+    assert rc == 0, err
+
+    rc, out, err = submit(DEPLOYMENT_YML, "--traffic", "100")
+    assert rc == 0, err
+    # one line on stdout: the SDK's poll dots are kept off it (progress goes to stderr)
+    assert out == "created or updated online deployment blue of endpoint penguins-species\n"
+    assert "traffic: blue 100%" in err
+
+    body = fake.deployment_body("blue", endpoint=ENDPOINT)
+    props = body["properties"]
+    assert props["endpointComputeType"] == "Managed"
+    assert props["instanceType"] == "Standard_DS2_v2"
+    assert body["sku"]["capacity"] == 1  # instance_count travels as the sku's capacity
+    # the code: the scoring script and the uploaded snapshot of src/trainer
+    assert props["codeConfiguration"]["scoringScript"] == "score.py"
+    code_id = props["codeConfiguration"]["codeId"]
+    code_name, code_version = code_id.split("/codes/")[1].split("/versions/")
+    assert code_version in fake.codes[code_name]
+    assert fake.pending_uploads[-1]["name"] == code_name
+    assert fake.snapshot_files() == trainer_files()
+    # @latest resolved to the highest version of the model
+    assert props["model"] == fake.models["penguins-mlp"]["2"]["id"]
+    assert props["model"].endswith("/models/penguins-mlp/versions/2")
+    # the inline environment became an anonymous environment version
+    env_name, env_version = props["environmentId"].split("/environments/")[1].split("/versions/")
+    env = fake.environments[env_name][env_version]["properties"]
+    assert env["image"] == "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"
+    assert "onnxruntime" in env["condaFile"] and env["isAnonymous"] is True
+    # settings and probes
+    assert props["requestSettings"]["requestTimeout"] == "PT5S"  # request_timeout_ms: 5000
+    assert props["requestSettings"]["maxConcurrentRequestsPerInstance"] == 1
+    assert props["livenessProbe"]["failureThreshold"] == 30
+    assert props["readinessProbe"]["failureThreshold"] == 3
+    assert props["environmentVariables"] == {"JOBGEN_ONNX_VARIANT": "auto"}
+    assert fake.deployments[f"{ENDPOINT}/blue"]["resource"]["properties"]["provisioningState"] == "Succeeded"
+
+    # --traffic 100: the endpoint was read and PUT again with all traffic on blue
+    endpoint = fake.endpoints[ENDPOINT]
+    assert len(endpoint["puts"]) == 2
+    assert endpoint["body"]["properties"]["traffic"] == {"blue": 100}
+    assert endpoint["resource"]["properties"]["traffic"] == {"blue": 100}
+    assert endpoint["body"]["properties"]["authMode"] == "Key"
+    assert not fake.unhandled
+
+
+def test_deployment_with_the_model_missing(submit, fake):
+    fake.add_online_endpoint(ENDPOINT)
+    rc, out, err = submit(DEPLOYMENT_YML)
+    line = _one_error_line(rc, err)
+    assert "penguins-mlp" in line
+    assert "model 'penguins-mlp' not found" in line and "register it first" in line
+    assert not fake.find("PUT", "/deployments/") and not fake.deployments
+
+
+def test_deployment_with_the_model_missing_says_model(submit, fake):
+    fake.add_online_endpoint(ENDPOINT)
+    rc, out, err = submit(DEPLOYMENT_YML)
+    line = _one_error_line(rc, err)
+    assert "model" in line and "penguins-mlp" in line
+    assert "data asset" not in line and "data.yml" not in line
+
+
+def test_deployment_before_its_endpoint(submit, fake):
+    fake.add_model("penguins-mlp", "2")
+    rc, out, err = submit(DEPLOYMENT_YML)
+    line = _one_error_line(rc, err)
+    assert "penguins-species" in line and "endpoint" in line
+    assert "workspace 'ws' not found" not in line
+
+
+# ------------------------------------------------------------------ the fake itself, through the SDK
+
+def test_sdk_reads_endpoints_deployments_keys_and_logs(fake):
+    fake.add_model("penguins-mlp", "2")
+    fake.add_online_endpoint(ENDPOINT, traffic={})
+    fake.add_online_deployment(ENDPOINT, "blue", instance_type="Standard_DS2_v2")
+    client = fake_azure.ml_client(fake)
+    endpoint = client.online_endpoints.get(ENDPOINT)
+    assert endpoint.scoring_uri == f"https://{ENDPOINT}.eastus.inference.ml.azure.com/score"
+    assert endpoint.provisioning_state == "Succeeded" and endpoint.traffic == {"blue": 0}
+    keys = client.online_endpoints.get_keys(ENDPOINT)
+    assert keys.primary_key and keys.secondary_key
+    deployment = client.online_deployments.get("blue", ENDPOINT)
+    assert deployment.instance_type == "Standard_DS2_v2" and deployment.provisioning_state == "Succeeded"
+    assert [d.name for d in client.online_deployments.list(ENDPOINT)] == ["blue"]
+    assert "Listening" in client.online_deployments.get_logs("blue", ENDPOINT, lines=5)
+    with pytest.raises(Exception) as missing:
+        client.online_endpoints.get("nope")
+    assert getattr(missing.value, "status_code", None) == 404
+    # traffic that does not add up is refused, as by the service
+    endpoint.traffic = {"blue": 50}
+    with pytest.raises(Exception) as refused:
+        client.online_endpoints.begin_create_or_update(endpoint).result()
+    assert getattr(refused.value, "status_code", None) == 400 and "0 or 100" in str(refused.value)
+    client.online_endpoints.begin_delete(ENDPOINT).result()
+    assert ENDPOINT not in fake.endpoints and not fake.deployments
+    assert not fake.unhandled
+
+
+def test_traffic_split_keeps_a_blue_green_rollout_at_100():
+    from jobgen.cloud import split_traffic
+    from jobgen.errors import JobgenError
+
+    assert split_traffic({"blue": 100}, "green", 10) == {"green": 10, "blue": 90}
+    assert split_traffic({"blue": 70, "green": 30}, "red", 20) == {"red": 20, "blue": 56, "green": 24}
+    assert split_traffic({"blue": 100}, "blue", 100) == {"blue": 100}
+    assert sum(split_traffic({"a": 33, "b": 33, "c": 34}, "d", 1).values()) == 100
+    with pytest.raises(JobgenError, match="leaves 90% to no other deployment"):
+        split_traffic({}, "blue", 10)
+
+
+def test_green_deployment_at_10_percent_shifts_the_rest(submit, fake):
+    fake.add_model("penguins-mlp", "2")
+    assert submit(ENDPOINT_YML)[0] == 0
+    assert submit(DEPLOYMENT_YML, "--traffic", "100")[0] == 0
+    rc, out, err = submit(DEPLOYMENT_YML, "--traffic", "10", "--set", "name=green")
+    assert rc == 0, err
+    assert fake.endpoints[ENDPOINT]["resource"]["properties"]["traffic"] == {"green": 10, "blue": 90}
