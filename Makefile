@@ -34,9 +34,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/bench_render.py --json bench/results/render.json
-	$(PY) bench/bench_runner.py --json bench/results/runner.json
-	$(PY) bench/bench_serving.py --json bench/results/serving.json
+	$(PY) bench/run_all.py
 
 render: $(STAMP)
 	$(PY) generator.py render --all

@@ -68,3 +68,26 @@ def test_trainer_never_imports_the_generator():
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(from|import)\s+jobgen\b", text, re.M), path
+
+
+def test_cached_images_match_decoding_every_epoch(tmp_path):
+    """The decode-once cache gives the validation tensors the per-epoch ImageFolder path gives,
+    and augmented training samples of the same shape."""
+    import torch
+
+    from helpers.datasets import make_images
+    from trainkit.data import load_images
+
+    make_images(tmp_path / "d", per_class_train=2, per_class_val=2, size=80)
+    cached = load_images(tmp_path / "d", cache="on")
+    plain = load_images(tmp_path / "d", cache="off")
+    assert type(cached.train).__name__ == "CachedImages" and type(plain.train).__name__ == "ImageFiles"
+    mean = torch.tensor(cached.preprocessing["mean"]).view(3, 1, 1) * 255
+    std = torch.tensor(cached.preprocessing["std"]).view(3, 1, 1) * 255
+    for i in range(len(plain.val)):
+        x_cached, y_cached = cached.val[i]
+        x_plain, y_plain = plain.val[i]
+        assert y_cached == y_plain and x_cached.dtype == torch.uint8
+        assert ((x_cached.float() - mean) / std - x_plain).abs().max() < 0.05
+    x, _ = cached.train[0]
+    assert x.shape == (3, 224, 224) and x.dtype == torch.uint8

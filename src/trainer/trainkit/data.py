@@ -300,12 +300,16 @@ def load_task(task: str, data: Path, seed: int, image_size: int = IMAGE_SIZE, ca
     raise TrainError(f"unknown task {task!r}", "use images or penguins")
 
 
-def default_workers(local_world_size: int) -> int:
-    """DataLoader workers per process: the CPUs this process may use, shared by the processes
-    on this node, one left for the training loop itself; at most 8."""
+def default_workers(local_world_size: int, cached: bool = False) -> int:
+    """DataLoader workers per process, from the CPUs this process gets (shared by the processes
+    on the node). Decoding JPEGs every epoch wants every spare CPU (one left for the training
+    loop, at most 8); cached images need only a light augmentation, which the training loop
+    does itself on small machines (a worker would take a core from the compute threads)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
     per_process = cpus // max(local_world_size, 1)
+    if cached:
+        return min(2, per_process // 4)
     return max(0, min(8, per_process - 1))

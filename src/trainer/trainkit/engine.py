@@ -184,6 +184,7 @@ class Trainer:
         self.autocast_dtype = resolve_precision(args.precision, device)
         self.conv = is_convolutional(args.arch)
         self.stop_requested = False
+        self.stop_every = 1  # steps between SIGTERM checks across ranks; tuned after each epoch
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
         self.skip_batches = 0
@@ -215,7 +216,8 @@ class Trainer:
 
         workers = args.num_workers
         if workers is None:
-            workers = data_mod.default_workers(env.local_world_size) if args.task == "images" else 0
+            cached = type(task.train).__name__ == "CachedImages"
+            workers = data_mod.default_workers(env.local_world_size, cached) if args.task == "images" else 0
         self.train_sampler = EpochSampler(len(task.train), env.rank, env.world_size, args.seed, shuffle=True, pad=True)
         self.val_sampler = EpochSampler(len(task.val), env.rank, env.world_size, args.seed, shuffle=False, pad=False)
         random_transforms = args.task == "images"
@@ -263,6 +265,16 @@ class Trainer:
         self.optimizer.step()
         return loss.detach()
 
+    def _tune_stop_checks(self, step_seconds: float) -> None:
+        """Check for SIGTERM about every half second of steps: every step for slow steps, every
+        few dozen for tiny ones (each check is a collective). Rank 0 decides so that all ranks
+        check at the same steps."""
+        if not self.env.distributed:
+            return
+        every = torch.tensor([max(1, min(64, int(0.5 / max(step_seconds, 1e-6))))], device=self.device)
+        dist.broadcast(every, src=0)
+        self.stop_every = int(every.item())
+
     def _stop_agreed(self) -> bool:
         """Every rank must stop after the same step, or the others would wait forever in the
         next all-reduce; one tiny all-reduce per step carries the flag."""
@@ -288,7 +300,7 @@ class Trainer:
             loss = self._run_batch(x, y)
             loss_sum += loss * y.shape[0]  # stays on the device: no host sync per step
             count += y.shape[0]
-            if self._stop_agreed():
+            if (step + 1) % self.stop_every == 0 and self._stop_agreed():
                 self._save_snapshot(epoch, next_batch=step + 1)
                 stopped = True
                 break
@@ -296,6 +308,8 @@ class Trainer:
         if self.env.distributed:
             dist.all_reduce(totals)
         seconds = time.perf_counter() - start
+        steps = max(1, step + 1 - done_before) if "step" in locals() else 1
+        self._tune_stop_checks(seconds / steps)
         samples = int(totals[1].item())
         return (totals[0] / totals[1].clamp(min=1)).item(), samples, seconds, stopped
 
