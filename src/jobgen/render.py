@@ -64,8 +64,9 @@ def render_template(name: str, context: dict, templates: Path | None = None) -> 
                           hint="define it in templates/defaults.yaml and the spec, or fix the name in the template") from None
     text = text.rstrip("\n") + "\n"
     # The output must be YAML: anything else is a broken template, not bad values.
-    try:
-        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    try:  # a syntax check is enough here (lint reads the files in full)
+        for _ in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            pass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise JobgenError(f"template produced invalid YAML ({getattr(exc, 'problem', exc)}, output line "

@@ -40,13 +40,15 @@ FREE_MAPS = {
 }
 
 
-def load_defaults() -> dict[str, Any]:
-    path = paths.defaults_file()
+def _stamp() -> int:
     try:
-        stamp = path.stat().st_mtime_ns
+        return paths.defaults_file().stat().st_mtime_ns
     except OSError:
-        stamp = 0
-    return copy.deepcopy(_defaults_cached(str(path), stamp))
+        return 0
+
+
+def load_defaults() -> dict[str, Any]:
+    return copy.deepcopy(_defaults_cached(str(paths.defaults_file()), _stamp()))
 
 
 @lru_cache(maxsize=4)
@@ -187,11 +189,11 @@ def resolve_values(files: list[Path], sets: list[str], flags: dict[str, Any] | N
                    origins: dict[str, str] | None = None) -> dict[str, Any]:
     """defaults < files (in order) < flags (already shaped as a patch) < --set (in order).
     ``origins`` (if given) learns which values file set each path, for error messages."""
-    defaults = load_defaults()
-    values = copy.deepcopy(defaults)
+    reference = _defaults_cached(str(paths.defaults_file()), _stamp())  # read only: which keys exist
+    values = load_defaults()  # a fresh copy
     for f in files:
         data = load_values_file(Path(f))
-        check_known_keys(data, defaults, where=str(f))
+        check_known_keys(data, reference, where=str(f))
         values = deep_merge(values, data)
         if origins is not None:
             shown = paths.display(Path(f))
@@ -200,5 +202,5 @@ def resolve_values(files: list[Path], sets: list[str], flags: dict[str, Any] | N
     if flags:
         values = deep_merge(values, flags)
     for assignment in sets:
-        values = set_path(values, assignment, defaults)
+        values = set_path(values, assignment, reference)
     return values
