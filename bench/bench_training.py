@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The reference runs where the component runs: CUDA when there is one (a GPU machine reports
+# images/s for both), else the CPU.
 TRAINER = ROOT / "src" / "trainer"
 BIN = Path(sys.executable).parent
 
@@ -45,8 +47,10 @@ data_transforms = {
 image_datasets = {x: datasets.ImageFolder(f"{data_dir}/{x}", data_transforms[x]) for x in ["train", "val"]}
 dataloaders = {x: torch.utils.data.DataLoader(image_datasets[x], batch_size=batch_size, shuffle=(x == "train"))
                for x in ["train", "val"]}
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 model = models.resnet18(weights=None)
 model.fc = nn.Linear(model.fc.in_features, len(image_datasets["train"].classes))
+model = model.to(device)
 criterion = nn.CrossEntropyLoss()
 optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
 scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=7, gamma=0.1)
@@ -55,6 +59,7 @@ for epoch in range(epochs):
     model.train()
     start, seen, running_loss = time.perf_counter(), 0, 0.0
     for inputs, labels in dataloaders["train"]:
+        inputs, labels = inputs.to(device), labels.to(device)
         optimizer.zero_grad()
         outputs = model(inputs)
         loss = criterion(outputs, labels)
@@ -68,6 +73,7 @@ for epoch in range(epochs):
     correct = total = 0
     with torch.no_grad():
         for inputs, labels in dataloaders["val"]:
+            inputs, labels = inputs.to(device), labels.to(device)
             correct += (model(inputs).argmax(1) == labels).sum().item()
             total += labels.size(0)
     acc = correct / total
@@ -120,7 +126,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--per-class", type=int, default=96, help="training images per class")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--reference-batch", type=int, default=4, help="the tutorial's batch size (4)")
+    parser.add_argument("--batch-size", type=int, default=32, help="the train component's (its default, 32)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     lr, seed = 0.003, 0
@@ -133,7 +140,7 @@ def main() -> int:
         (tmp / "reference.py").write_text(REFERENCE)
         start = time.perf_counter()
         ref_out = run([sys.executable, str(tmp / "reference.py"), str(tmp / "photos"), str(args.epochs),
-                       str(args.batch_size), str(lr), str(seed)], env, tmp)
+                       str(args.reference_batch), str(lr), str(seed)], env, tmp)
         ref_wall = time.perf_counter() - start
         reference = json.loads(ref_out.stdout.strip().splitlines()[-1])
 
@@ -160,8 +167,8 @@ def main() -> int:
     ours_rate = ours_meta["training"]["samples_per_s"]
     ours_acc = ours_meta["metrics"]["val_accuracy"]
     speedup = ours_rate / reference["samples_per_s"]
-    print(f"images: ResNet-18, 224 px, {args.per_class * 2} training JPEGs (500 x 375), batch {args.batch_size}, "
-          f"{args.epochs} epochs")
+    print(f"images: ResNet-18, 224 px, {args.per_class * 2} training JPEGs (500 x 375), {args.epochs} epochs, "
+          f"learning rate {lr}; batch {args.reference_batch} (reference) and {args.batch_size} (train component)")
     print(f"  {'':<34} {'samples/s':>10} {'val acc':>8} {'wall s':>7} {'peak MiB':>9}")
     print(f"  {'reference loop (tutorial, fp32)':<34} {reference['samples_per_s']:10.1f} {reference['val_accuracy']:8.4f} "
           f"{ref_wall:7.1f} {reference['peak_rss_mb']:9.0f}")
@@ -175,7 +182,7 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "images": {"reference": reference, "reference_wall_s": ref_wall, "ours_samples_per_s": ours_rate,
+            "images": {"reference_batch": args.reference_batch, "batch": args.batch_size, "reference": reference, "reference_wall_s": ref_wall, "ours_samples_per_s": ours_rate,
                        "ours_val_accuracy": ours_acc, "ours_wall_s": ours_wall, "speedup": speedup,
                        "ours_peak_rss_mb": ours_meta["training"]["peak_rss_mb_per_process"],
                        "precision": ours_meta["training"]["precision"]},
