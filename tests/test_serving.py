@@ -68,8 +68,10 @@ def test_images_scored_fp32_and_int8(models):
     assert len(a) == len(b) == 3 and all(p["class"] in ("chickens", "turkeys") for p in a + b)
 
 
-def test_server_preprocessing_matches_training(models):
-    """The scorer's numpy resize/crop/normalise gives the tensors torchvision's eval transform gives."""
+@pytest.mark.parametrize("size", [None, (640, 480), (333, 517), (120, 90), (224, 224)])
+def test_server_preprocessing_matches_training(models, tmp_path, size):
+    """The scorer's resize/crop/normalise gives the tensors torchvision's eval transform gives,
+    for photos larger than the model input (landscape and portrait) and smaller ones."""
     import numpy as np
     from PIL import Image
 
@@ -78,10 +80,56 @@ def test_server_preprocessing_matches_training(models):
 
     scorer = Scorer(models["images"])
     path = sorted((models["root"] / "images" / "val" / "chickens").glob("*.jpg"))[0]
+    if size:
+        rng = np.random.default_rng(sum(size))
+        y, x = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
+        photo = np.stack([128 + 100 * np.sin(x / 17), 128 + 90 * np.cos(y / 11), 128 + 60 * np.sin((x - y) / 7)], -1)
+        photo += rng.normal(0, 12, photo.shape)  # fine detail, where resampling differences would show
+        path = tmp_path / "photo.jpg"
+        Image.fromarray(photo.clip(0, 255).astype("uint8")).save(path, quality=92)
     with Image.open(path) as img:
         ours = scorer._preprocess(img.convert("RGB"), 256, 224)
         theirs = image_transforms(False, scorer.pre)(img.convert("RGB")).numpy()
+    assert ours.shape == theirs.shape == (3, 224, 224)
     assert np.abs(ours - theirs).max() < 0.05
+
+
+def test_an_image_file_as_the_body_scores_like_base64_json(models):
+    from trainkit.serving import Scorer, ScoringError
+
+    scorer = Scorer(models["images"])
+    image = sorted((models["root"] / "images" / "val" / "turkeys").glob("*.jpg"))[0]
+    assert scorer.score_image_bytes(image.read_bytes()) == scorer.score_json(json.dumps({"images": [b64(image)]}))
+    for body, status, text in [(b"", 400, "empty"), (b"plain text", 415, "the request body is not a JPEG or PNG")]:
+        with pytest.raises(ScoringError) as info:
+            scorer.score_image_bytes(body)
+        assert info.value.status == status and text in info.value.message
+    with pytest.raises(ScoringError) as info:
+        Scorer(models["penguins"]).score_image_bytes(image.read_bytes())
+    assert info.value.status == 415 and "application/json" in info.value.message
+
+
+def test_the_int8_variant_has_a_space_to_depth_stem_with_the_same_function(models, tmp_path):
+    """The export rewrites ResNet's 7x7 stride-2 stem on 3 channels as SpaceToDepth + a 4x4
+    convolution on 12 channels before quantizing; the rewritten fp32 graph gives the same logits."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from trainkit.onnx_export import space_to_depth_stem
+
+    report = json.loads((models["images"] / "report.json").read_text())
+    assert "space-to-depth stem" in report["int8"]["method"]
+    assert "SpaceToDepth" in {n.op_type for n in onnx.load(str(models["images"] / "model.int8.onnx")).graph.node}
+    model = onnx.load(str(models["images"] / "model.onnx"))
+    assert space_to_depth_stem(model)
+    onnx.save(model, str(tmp_path / "stem.onnx"))
+    x = np.random.default_rng(0).standard_normal((3, 3, 224, 224)).astype(np.float32)
+    plain = ort.InferenceSession(str(models["images"] / "model.onnx")).run(None, {"input": x})[0]
+    stem = ort.InferenceSession(str(tmp_path / "stem.onnx")).run(None, {"input": x})[0]
+    assert np.abs(plain - stem).max() < 1e-4
+    penguins = onnx.load(str(models["penguins"] / "model.onnx"))
+    assert not space_to_depth_stem(penguins)  # an MLP has no stem: left alone
 
 
 def _png(width, height) -> str:
@@ -169,6 +217,10 @@ def test_inference_server_scores_and_refuses_bad_requests(server, models):
     assert status == 413
     status, answer = _post(port, None, method="GET")
     assert status == 405 and "POST" in answer["error"]
+    status, answer = _post(port, image.read_bytes(), content_type="image/jpeg")  # the file itself as the body
+    assert status == 200 and answer["predictions"][0]["class"] in ("chickens", "turkeys")
+    status, answer = _post(port, b"GIF89a...", content_type="application/octet-stream")
+    assert status == 415 and "not a JPEG or PNG" in answer["error"]
     assert "Traceback" not in log.read_text(errors="replace")
 
 

@@ -1,6 +1,7 @@
 """Scoring script for Azure ML managed online endpoints (and `generator.py serve` locally, under
 the same azureml-inference-server-http): init() loads the ONNX model from AZUREML_MODEL_DIR,
-run() scores a JSON request. Bad requests get a 4xx answer with a clear message."""
+run() scores a JSON request (or, for image models, one JPEG/PNG file sent as the body).
+Bad requests get a 4xx answer with a clear message."""
 
 import json
 import logging
@@ -32,13 +33,16 @@ def _error(status, message):
 @rawhttp
 def run(request):
     if request.method != "POST":
-        return _error(405, "POST a JSON body to /score")
+        return _error(405, "POST a JSON body (or, for an image model, a JPEG/PNG file) to /score")
     length = request.content_length or 0
     if length > MAX_BODY_BYTES:
         return _error(413, f"request body is {length} bytes; at most {MAX_BODY_BYTES}")
     body = request.get_data(cache=False)
     try:
-        result = scorer.score_json(body)
+        if (request.mimetype or "").startswith("image/") or request.mimetype == "application/octet-stream":
+            result = scorer.score_image_bytes(body)
+        else:
+            result = scorer.score_json(body)
     except ScoringError as exc:
         return _error(exc.status, exc.message)
     return AMLResponse(result, 200, json_str=True)

@@ -74,6 +74,90 @@ def accuracy(path: Path, inputs: torch.Tensor, labels: torch.Tensor, batch: int 
     return correct / max(1, inputs.shape[0])
 
 
+def space_to_depth_stem(model, max_channels: int = 4) -> bool:
+    """Rewrite a stride-2 convolution on the graph input with few channels (ResNet's 7x7 stem on
+    RGB) as SpaceToDepth(2) followed by a stride-1 convolution with 4x the channels and the
+    same weights rearranged (zero where no original tap falls). The result is the same function
+    (exact up to float rounding); int8 convolution kernels vectorise over input channels, and
+    with 3 of them the stem took about a fifth of ResNet-18's int8 time. Returns whether the
+    graph was changed; anything it does not recognise is left alone."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    if len(graph.input) != 1:
+        return False
+    name = graph.input[0].name
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or not (0 < dims[1] <= max_channels) or dims[2] % 2 or dims[3] % 2 or not dims[2] or not dims[3]:
+        return False
+    convs = [n for n in graph.node if n.op_type == "Conv" and n.input and n.input[0] == name]
+    if len(convs) != 1 or sum(name in n.input for n in graph.node) != 1:
+        return False
+    conv = convs[0]
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    inits = {i.name: i for i in graph.initializer}
+    if (attrs.get("strides") != [2, 2] or attrs.get("group", 1) != 1 or attrs.get("dilations", [1, 1]) != [1, 1]
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or conv.input[1] not in inits):
+        return False
+    w = numpy_helper.to_array(inits[conv.input[1]])
+    out_ch, channels, kh, kw = w.shape
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    if channels != dims[1]:
+        return False
+
+    def taps(k: int, before: int, after: int, size: int) -> tuple[int, int, int] | None:
+        # original output i reads x[2i + t], t = k - before; in s2d terms j = i + t // 2, b = t % 2
+        lo, hi = -((before + 1) // 2), (k - 1 - before) // 2
+        if (size + before + after - k) // 2 + 1 != size // 2:
+            return None  # output size would differ
+        return lo, hi, hi - lo + 1
+
+    rows, cols = taps(kh, pads[0], pads[2], dims[2]), taps(kw, pads[1], pads[3], dims[3])
+    if rows is None or cols is None:
+        return False
+    (rlo, rhi, rn), (clo, chi, cn) = rows, cols
+    w4 = np.zeros((out_ch, 4 * channels, rn, cn), dtype=w.dtype)
+    for ah in range(rn):
+        for bh in range(2):
+            k_h = 2 * (ah + rlo) + bh + pads[0]
+            if not 0 <= k_h < kh:
+                continue
+            for aw in range(cn):
+                for bw in range(2):
+                    k_w = 2 * (aw + clo) + bw + pads[1]
+                    if 0 <= k_w < kw:  # SpaceToDepth's channel order: (bh * 2 + bw) * C + c
+                        w4[:, (bh * 2 + bw) * channels:(bh * 2 + bw + 1) * channels, ah, aw] = w[:, :, k_h, k_w]
+    inits[conv.input[1]].CopyFrom(numpy_helper.from_array(w4, conv.input[1]))
+    s2d_out = f"{conv.name or 'stem'}/space_to_depth"
+    s2d = helper.make_node("SpaceToDepth", [name], [s2d_out], blocksize=2, name=s2d_out)
+    conv.input[0] = s2d_out
+    del conv.attribute[:]
+    conv.attribute.extend([helper.make_attribute("kernel_shape", [rn, cn]), helper.make_attribute("strides", [1, 1]),
+                           helper.make_attribute("pads", [-rlo, -clo, rhi, chi]),
+                           helper.make_attribute("dilations", [1, 1]), helper.make_attribute("group", 1)])
+    graph.node.insert(list(graph.node).index(conv), s2d)
+    return True
+
+
+def stem_rewritten(fp32: Path, dest: Path, samples: torch.Tensor) -> bool:
+    """``fp32`` with space_to_depth_stem applied, written to ``dest`` only when it changed the
+    graph and still gives the same logits (within the export tolerance) on ``samples``."""
+    import numpy as np
+    import onnx
+
+    model = onnx.load(str(fp32))
+    if not space_to_depth_stem(model):
+        return False
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))
+    x = samples[:4].numpy().astype(np.float32)
+    if np.abs(_session(fp32).run(None, {"input": x})[0] - _session(dest).run(None, {"input": x})[0]).max() > TOLERANCE:
+        dest.unlink()
+        return False
+    return True
+
+
 def quantize(fp32: Path, int8: Path, task: str, calibration: torch.Tensor) -> str:
     """int8 with onnxruntime.quantization: static QDQ (per-channel int8 weights, uint8
     activations calibrated on validation samples). Static, not dynamic: a request's answer
@@ -83,11 +167,13 @@ def quantize(fp32: Path, int8: Path, task: str, calibration: torch.Tensor) -> st
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = int8.with_suffix(".prep.onnx")
+    stem = int8.with_suffix(".stem.onnx")
+    source = stem if stem_rewritten(fp32, stem, calibration) else fp32
     try:
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         source = prepared
     except Exception:  # noqa: BLE001 - pre-processing is an optimisation, not required
-        source = fp32
+        pass
     try:
         class Reader(CalibrationDataReader):
             def __init__(self):
@@ -99,10 +185,12 @@ def quantize(fp32: Path, int8: Path, task: str, calibration: torch.Tensor) -> st
 
         quantize_static(str(source), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return "static QDQ, per-channel int8 weights, uint8 activations"
+        return "static QDQ, per-channel int8 weights, uint8 activations" + (
+            "; space-to-depth stem" if stem.exists() else "")
     finally:
-        if prepared.exists():
-            prepared.unlink()
+        for path in (prepared, stem):
+            if path.exists():
+                path.unlink()
 
 
 def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool = True) -> dict:

@@ -4,7 +4,8 @@ can be tested and benchmarked directly.
 Requests (JSON):
   penguins: {"data": [{"island": "Biscoe", "bill_length_mm": 48.7, "bill_depth_mm": 14.1,
              "flipper_length_mm": 210, "body_mass_g": 4450}, ...]}   (or a bare list, or one object)
-  images:   {"images": ["<base64 JPEG or PNG>", ...]}                 (or {"image": "<base64>"})
+  images:   {"images": ["<base64 JPEG or PNG>", ...]}                 (or {"image": "<base64>"}),
+            or one JPEG/PNG file as the body (Content-Type image/jpeg, image/png, application/octet-stream)
 Answer: {"predictions": [{"class": "Gentoo", "probability": 0.97}, ...]}
 Bad input is a ScoringError with an HTTP status (400, 405, 413, 415), never a 500.
 """
@@ -150,8 +151,6 @@ class Scorer:
         return out
 
     def image_batch(self, payload: Any) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
         if not isinstance(payload, dict) or not ("images" in payload or "image" in payload):
             raise ScoringError(400, 'expected {"images": ["<base64 JPEG or PNG>", ...]}')
         images = payload.get("images", [payload.get("image")])
@@ -159,30 +158,44 @@ class Scorer:
             raise ScoringError(400, '"images" must be a non-empty list of base64 strings')
         if len(images) > MAX_IMAGES:
             raise ScoringError(413, f"{len(images)} images; at most {MAX_IMAGES} per request")
-        size, crop = int(self.pre["resize"]), int(self.pre["crop"])
-        batch = np.empty((len(images), 3, crop, crop), dtype=np.float32)
+        raws = []
         for i, text in enumerate(images):
             if len(text) > MAX_IMAGE_BYTES * 4 // 3 + 4:
                 raise ScoringError(413, f"image {i} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
             try:
-                raw = base64.b64decode(text, validate=True)
+                raws.append(base64.b64decode(text, validate=True))
             except (binascii.Error, ValueError):
                 raise ScoringError(400, f"image {i} is not valid base64") from None
+        return self.decoded_batch(raws)
+
+    def decoded_batch(self, raws: list[bytes], names: list[str] | None = None) -> np.ndarray:
+        """JPEG or PNG files -> the model's input batch (the validation transform of training)."""
+        from PIL import Image, UnidentifiedImageError
+
+        size, crop = int(self.pre["resize"]), int(self.pre["crop"])
+        batch = np.empty((len(raws), 3, crop, crop), dtype=np.float32)
+        for i, raw in enumerate(raws):
+            name = names[i] if names else f"image {i}"
+            if len(raw) > MAX_IMAGE_BYTES:
+                raise ScoringError(413, f"{name} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
             try:
                 with Image.open(io.BytesIO(raw)) as img:
                     if img.width * img.height > MAX_PIXELS:
-                        raise ScoringError(413, f"image {i} has {img.width}x{img.height} pixels; at most "
+                        raise ScoringError(413, f"{name} has {img.width}x{img.height} pixels; at most "
                                                 f"{MAX_PIXELS // 1_000_000} megapixels")
                     img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
-                    batch[i] = self._preprocess(img.convert("RGB"), size, crop)
+                    batch[i] = self._preprocess(img if img.mode == "RGB" else img.convert("RGB"), size, crop)
             except ScoringError:
                 raise
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-                raise ScoringError(415, f"image {i} is not a JPEG or PNG image") from None
+                raise ScoringError(415, f"{name} is not a JPEG or PNG image") from None
         return batch
 
     def _preprocess(self, img, size: int, crop: int) -> np.ndarray:
-        """torchvision's Resize(size) + CenterCrop(crop) + ToTensor + Normalize, in numpy."""
+        """torchvision's Resize(size) + CenterCrop(crop) + ToTensor + Normalize, in numpy.
+        Only the part of the resized image that survives the crop is computed: Pillow resamples
+        a box of the source to the crop's size directly, with the same filter taps a full resize
+        would use (the filter reads pixels outside the box), so the result is the same."""
         from PIL import Image
 
         w, h = img.size
@@ -190,9 +203,13 @@ class Scorer:
             nw, nh = size, int(size * h / w)
         else:
             nw, nh = int(size * w / h), size
-        img = img.resize((nw, nh), Image.BILINEAR)
         left, top = int(round((nw - crop) / 2.0)), int(round((nh - crop) / 2.0))
-        img = img.crop((left, top, left + crop, top + crop))
+        if left >= 0 and top >= 0:
+            sx, sy = w / nw, h / nh
+            img = img.resize((crop, crop), Image.BILINEAR,
+                             box=(left * sx, top * sy, (left + crop) * sx, (top + crop) * sy))
+        else:  # the crop is larger than the resized image: CenterCrop pads with zeros, as PIL's crop does
+            img = img.resize((nw, nh), Image.BILINEAR).crop((left, top, left + crop, top + crop))
         pixels = np.asarray(img, dtype=np.uint8)  # H x W x 3
         out = np.empty((3, crop, crop), dtype=np.float32)
         for channel in range(3):
@@ -208,6 +225,16 @@ class Scorer:
         best = probs.argmax(axis=1)
         return [{"class": self.classes[int(k)], "probability": round(float(probs[n, k]), 6)}
                 for n, k in enumerate(best)]
+
+    def score_image_bytes(self, body: bytes) -> dict[str, Any]:
+        """One image file as the whole request body (Content-Type image/jpeg, image/png or
+        application/octet-stream): no base64 or JSON to unpack."""
+        if self.task != "images":
+            raise ScoringError(415, f"this model scores {self.task} rows as JSON, not an image body "
+                                    "(send Content-Type: application/json)")
+        if not body:
+            raise ScoringError(400, "the request body is empty; send one JPEG or PNG file")
+        return {"predictions": self.predict_array(self.decoded_batch([bytes(body)], ["the request body"])), "model": self.model_file.name}
 
     def score_json(self, body: bytes | str) -> dict[str, Any]:
         if len(body) > MAX_BODY_BYTES:
