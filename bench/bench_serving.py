@@ -2,7 +2,7 @@
 architecture, 2 classes) scored by PyTorch eager, ONNX Runtime fp32 and ONNX Runtime int8
 (static QDQ), first the model alone (batch 1 and 64), then end to end through the local
 azureml-inference-server-http (`generator.py serve`) with single-image JSON requests in a
-bounded loop: requests/s, p50 and p99 latency. The int8 variant's accuracy drop on the
+bounded loop (the backends' servers take turns in blocks): requests/s, p50 and p99 latency. The int8 variant's accuracy drop on the
 validation set is reported beside it (it is selected only within one point).
 
 Goal (issue 6): ONNX Runtime at least 3x PyTorch eager for single-image requests end to end.
@@ -43,33 +43,51 @@ def model_only(scorer, batch, repeat: int) -> float:
     return statistics.median(times)
 
 
-def end_to_end(port: int, body: bytes, requests: int, content_type: str = "application/json") -> dict:
+class Client:
     """Sequential requests from one client connection (http.client reconnects by itself when the
     server closes it), as a service calling the endpoint would send them."""
-    import http.client
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Content-Type": content_type}
+    def __init__(self, port: int, body: bytes, content_type: str = "application/json"):
+        import http.client
 
-    def one() -> None:
-        conn.request("POST", "/score", body, headers)
-        response = conn.getresponse()
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.body, self.headers = body, {"Content-Type": content_type}
+        self.latencies: list[float] = []
+
+    def one(self) -> None:
+        self.conn.request("POST", "/score", self.body, self.headers)
+        response = self.conn.getresponse()
         answer = response.read()
         if response.status != 200:
             raise RuntimeError(f"the server answered {response.status}: {answer[:200]!r}")
 
-    for _ in range(5):  # warm up
-        one()
-    latencies = []
-    start = time.perf_counter()
-    for _ in range(requests):
-        t = time.perf_counter()
-        one()
-        latencies.append(time.perf_counter() - t)
-    total = time.perf_counter() - start
-    conn.close()
-    return {"rps": requests / total, "p50_ms": percentile(latencies, 0.5) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000}
+    def block(self, requests: int) -> None:
+        for _ in range(2):  # warm up after the other servers' turn
+            self.one()
+        for _ in range(requests):
+            t = time.perf_counter()
+            self.one()
+            self.latencies.append(time.perf_counter() - t)
+
+    def figures(self) -> dict:
+        self.conn.close()
+        return {"rps": len(self.latencies) / sum(self.latencies), "p50_ms": percentile(self.latencies, 0.5) * 1000,
+                "p99_ms": percentile(self.latencies, 0.99) * 1000}
+
+
+def interleaved(clients: dict[str, Client], requests: int, rounds: int = 5) -> dict[str, dict]:
+    """Every client's requests in `rounds` blocks taken in turn, so that a slow spell of this shared
+    machine falls on all backends alike rather than on whichever ran at the time."""
+    for r in range(rounds):
+        for client in clients.values():
+            client.block(requests // rounds + (1 if r < requests % rounds else 0))
+    return {name: client.figures() for name, client in clients.items()}
+
+
+def end_to_end(port: int, body: bytes, requests: int, content_type: str = "application/json") -> dict:
+    client = Client(port, body, content_type)
+    client.block(requests)
+    return client.figures()
 
 
 def make_photo(path: Path) -> None:
@@ -127,18 +145,22 @@ def main() -> int:
                       for name, s in scorers.items()}
         del scorers
 
-        served, raw_served = {}, {}
         jpeg = photo.read_bytes()
-        for name, (backend, variant) in {"pytorch eager": ("torch", None), "onnxruntime fp32": ("onnx", "fp32"),
-                                         "onnxruntime int8": ("onnx", "int8")}.items():
-            port = serve.free_port()
-            proc = serve.start(onnx_dir, port, variant=variant, backend=backend)
-            try:
-                served[name] = end_to_end(port, body, args.requests)
-                if name != "onnxruntime fp32":  # the file itself as the body: no base64, no JSON
-                    raw_served[name] = end_to_end(port, jpeg, args.requests, "image/jpeg")
-            finally:
+        backends = {"pytorch eager": ("torch", None), "onnxruntime fp32": ("onnx", "fp32"),
+                    "onnxruntime int8": ("onnx", "int8")}
+        procs, ports = [], {}
+        try:  # all three servers up at once (one worker each, as deployed), taking turns
+            for name, (backend, variant) in backends.items():
+                ports[name] = serve.free_port()
+                procs.append(serve.start(onnx_dir, ports[name], variant=variant, backend=backend))
+            served = interleaved({name: Client(port, body) for name, port in ports.items()}, args.requests)
+            # the file itself as the body: no base64, no JSON
+            raw_served = interleaved({name: Client(ports[name], jpeg, "image/jpeg")
+                                      for name in ("pytorch eager", "onnxruntime int8")}, args.requests)
+        finally:
+            for proc in procs:
                 proc.terminate()
+            for proc in procs:
                 proc.wait(timeout=30)
 
     eager = model_rows["pytorch eager"]

@@ -221,7 +221,29 @@ def test_inference_server_scores_and_refuses_bad_requests(server, models):
     assert status == 200 and answer["predictions"][0]["class"] in ("chickens", "turkeys")
     status, answer = _post(port, b"GIF89a...", content_type="application/octet-stream")
     assert status == 415 and "not a JPEG or PNG" in answer["error"]
-    assert "Traceback" not in log.read_text(errors="replace")
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text
+    assert "threads, spinning)" in text  # one worker: the model's threads have the cores to themselves
+
+
+def test_server_workers_share_the_cores(models, monkeypatch):
+    """One worker (Azure's default) gets every core and spinning threads; several share the cores
+    out and sleep when idle, so one worker's spinning does not slow another's request."""
+    import os
+
+    from trainkit.serving import Scorer
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("WORKER_COUNT", raising=False)
+    monkeypatch.delenv("JOBGEN_ORT_SPINNING", raising=False)
+    alone = Scorer(models["images"])
+    assert (alone.threads, alone.spinning) == (cores, True)
+    monkeypatch.setenv("WORKER_COUNT", "2")
+    shared = Scorer(models["images"])
+    assert (shared.threads, shared.spinning) == (max(1, cores // 2), False)
+    monkeypatch.setenv("WORKER_COUNT", "1")
+    monkeypatch.setenv("JOBGEN_ORT_SPINNING", "0")
+    assert Scorer(models["images"]).spinning is False
 
 
 def test_serve_command_checks_the_folder(cli, tmp_path):
@@ -230,6 +252,8 @@ def test_serve_command_checks_the_folder(cli, tmp_path):
     (tmp_path / "model").mkdir()
     rc, out, err = cli("serve", tmp_path / "model")
     assert rc == 1 and "no model.onnx" in err
+    rc, out, err = cli("serve", tmp_path / "model", "--workers", "0")
+    assert rc == 2 and "--workers: 0 is not at least 1" in err
 
 
 # ------------------------------------------------------------------ endpoint templates

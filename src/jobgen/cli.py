@@ -70,6 +70,16 @@ def _render_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="generator.py", description="Render, lint, run and submit Azure ML v2 jobs for "
                      "distributed PyTorch training. Without a command, 'render' is assumed.",
@@ -148,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5001)
     serve.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
                        help="auto: the int8 model when the export selected it (accuracy within 1 point)")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=_positive_int, default=1,
+                       help="server processes (Azure's WORKER_COUNT, default 1); each gets cores / workers "
+                            "ONNX Runtime threads")
     return parser
 
 
@@ -439,8 +451,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     model_dir = serve.check_model_dir(args.model_dir)
     print(f"serving {paths.display(model_dir)} on http://127.0.0.1:{args.port}/score (Ctrl-C stops)", flush=True)
-    proc = subprocess.Popen(serve.command(args.port, args.workers), env=serve.environment(model_dir, args.variant),
-                            cwd=serve.trainer_dir())
+    env = serve.environment(model_dir, args.variant, workers=args.workers)
+    proc = subprocess.Popen(serve.command(args.port, args.workers), env=env, cwd=serve.trainer_dir())
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -54,10 +54,12 @@ def azure_layout(model_dir: Path) -> Path:
     return base / "1"
 
 
-def environment(model_dir: Path, variant: str | None, backend: str | None = None) -> dict[str, str]:
+def environment(model_dir: Path, variant: str | None, backend: str | None = None,
+                workers: int = 1) -> dict[str, str]:
     env = dict(os.environ)
     code = trainer_dir()
-    env.update({"AZUREML_MODEL_DIR": str(azure_layout(model_dir)), "AZUREML_ENTRY_SCRIPT": str(code / SCORE_SCRIPT),
+    env.update({"WORKER_COUNT": str(workers),  # as Azure's server reads it; the scorer shares the cores out by it
+                "AZUREML_MODEL_DIR": str(azure_layout(model_dir)), "AZUREML_ENTRY_SCRIPT": str(code / SCORE_SCRIPT),
                 "PYTHONPATH": str(code) + os.pathsep + env.get("PYTHONPATH", "")})
     if variant:
         env["JOBGEN_ONNX_VARIANT"] = variant
@@ -70,8 +72,8 @@ def start(model_dir: Path, port: int, variant: str | None = None, workers: int =
           log=None, backend: str | None = None) -> subprocess.Popen:
     """Start the server and wait until /score answers (tests and benchmarks use this)."""
     model_dir = check_model_dir(model_dir)
-    proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant, backend), cwd=trainer_dir(),
-                            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant, backend, workers),
+                            cwd=trainer_dir(), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -17,13 +17,14 @@ except ImportError:  # pragma: no cover - older images ship the azureml.contrib 
     from azureml.contrib.services.aml_response import AMLResponse
 
 scorer = None
-log = logging.getLogger("score")
+log = logging.getLogger("azmlinfsrv.score")  # under the server's logger: its handler and level (INFO)
 
 
 def init():
     global scorer
     scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR", "."))
-    log.info("loaded %s (%s, classes %s)", scorer.model_file, scorer.task, scorer.classes)
+    log.info("loaded %s (%s, classes %s, %s threads%s)", scorer.model_file, scorer.task, scorer.classes,
+             getattr(scorer, "threads", "?"), ", spinning" if getattr(scorer, "spinning", False) else "")
 
 
 def _error(status, message):
