@@ -43,6 +43,32 @@ def model_only(scorer, batch, repeat: int) -> float:
     return statistics.median(times)
 
 
+def request_parts(scorer, jpeg: bytes, repeat: int = 40) -> dict:
+    """Where a single-image request's time goes inside the scorer (medians, in this process):
+    JPEG decoding, resize + crop + normalisation, the model."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    size, crop = int(scorer.pre["resize"]), int(scorer.pre["crop"])
+    out = np.empty((1, 3, crop, crop), dtype=np.float32)
+    times: dict[str, list[float]] = {"decode_ms": [], "resize_normalize_ms": [], "model_ms": []}
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        img = Image.open(io.BytesIO(jpeg))
+        img.draft("RGB", (size, size))
+        img.load()
+        t1 = time.perf_counter()
+        scorer._preprocess(img, size, crop, out[0])
+        t2 = time.perf_counter()
+        scorer.logits(out)
+        t3 = time.perf_counter()
+        for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[key].append(value * 1000)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 class Client:
     """Sequential requests from one client connection (http.client reconnects by itself when the
     server closes it), as a service calling the endpoint would send them."""
@@ -143,6 +169,7 @@ def main() -> int:
         many = np.random.default_rng(2).standard_normal((64, 3, 224, 224)).astype(np.float32)
         model_rows = {name: {"batch1_ms": model_only(s, one, 30) * 1000, "batch64_ms": model_only(s, many, 3) * 1000}
                       for name, s in scorers.items()}
+        parts = request_parts(scorers["onnxruntime int8"], photo.read_bytes())
         del scorers
 
         jpeg = photo.read_bytes()
@@ -180,6 +207,10 @@ def main() -> int:
     for name, row in raw_served.items():
         print(f"  {name:<18} {row['rps']:8.1f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
               f"{row['rps'] / raw_base['rps']:8.2f}")
+    inside = sum(parts.values())
+    print(f"  where an int8 request's {raw_served['onnxruntime int8']['p50_ms']:.1f} ms go (medians): decode "
+          f"{parts['decode_ms']:.1f}, resize + normalise {parts['resize_normalize_ms']:.1f}, model "
+          f"{parts['model_ms']:.1f}, server and client {raw_served['onnxruntime int8']['p50_ms'] - inside:.1f}")
     q = report["int8"]
     print(f"int8 ({q['method']}) accuracy on {q['val_samples']} validation images: {q['int8_accuracy']:.4f} vs fp32 "
           f"{q['fp32_accuracy']:.4f} (drop {q['accuracy_drop'] * 100:.2f} points, bound 1); selected: {report['selected']}")
@@ -191,6 +222,7 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": model_rows, "end_to_end": served, "end_to_end_raw_body": raw_served,
                                          "int8": q, "best_onnx_over_eager": best,
+                                         "int8_request_parts_ms": parts,
                                          "raw_body_onnx_over_eager": raw_best}, indent=2) + "\n")
     return 0
 

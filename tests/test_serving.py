@@ -71,14 +71,15 @@ def test_images_scored_fp32_and_int8(models):
 @pytest.mark.parametrize("size", [None, (640, 480), (333, 517), (120, 90), (224, 224)])
 def test_server_preprocessing_matches_training(models, tmp_path, size):
     """The scorer's resize/crop/normalise gives the tensors torchvision's eval transform gives,
-    for photos larger than the model input (landscape and portrait) and smaller ones."""
+    for photos larger than the model input (landscape and portrait) and smaller ones, whether it
+    resamples on one thread or splits the rows over two."""
     import numpy as np
     from PIL import Image
 
     from trainkit.data import image_transforms
     from trainkit.serving import Scorer
 
-    scorer = Scorer(models["images"])
+    scorer, single = Scorer(models["images"], threads=2), Scorer(models["images"], threads=1)
     path = sorted((models["root"] / "images" / "val" / "chickens").glob("*.jpg"))[0]
     if size:
         rng = np.random.default_rng(sum(size))
@@ -87,11 +88,12 @@ def test_server_preprocessing_matches_training(models, tmp_path, size):
         photo += rng.normal(0, 12, photo.shape)  # fine detail, where resampling differences would show
         path = tmp_path / "photo.jpg"
         Image.fromarray(photo.clip(0, 255).astype("uint8")).save(path, quality=92)
+    ours, one_thread = scorer.decoded_batch([path.read_bytes()])[0], single.decoded_batch([path.read_bytes()])[0]
     with Image.open(path) as img:
-        ours = scorer._preprocess(img.convert("RGB"), 256, 224)
         theirs = image_transforms(False, scorer.pre)(img.convert("RGB")).numpy()
     assert ours.shape == theirs.shape == (3, 224, 224)
     assert np.abs(ours - theirs).max() < 0.05
+    assert np.abs(ours - one_thread).max() <= 1.001 * scorer.scale.max()  # one level of 255 at most
 
 
 def test_an_image_file_as_the_body_scores_like_base64_json(models):
