@@ -59,6 +59,7 @@ def main() -> int:
         ("  int8 accuracy drop on validation (points)", f"{serving['int8']['accuracy_drop'] * 100:.2f}", "<= 1"),
         ("single-image requests end to end, best ONNX / eager", f"{serving['best_onnx_over_eager']:.2f}x", ">= 3x"),
         ("  the same with the JPEG as the body, int8 / eager", f"{serving['raw_body_onnx_over_eager']:.2f}x", ""),
+        ("  by median latency (base64 JSON), eager / int8", f"{serving['p50_int8_over_eager']:.2f}x", ""),
         ("  int8 server: req/s, p50 ms, p99 ms",
          f"{e['onnxruntime int8']['rps']:.1f}, {e['onnxruntime int8']['p50_ms']:.1f}, {e['onnxruntime int8']['p99_ms']:.1f}",
          ""),
