@@ -73,7 +73,8 @@ def start(model_dir: Path, port: int, variant: str | None = None, workers: int =
     """Start the server and wait until /score answers (tests and benchmarks use this)."""
     model_dir = check_model_dir(model_dir)
     proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant, backend, workers),
-                            cwd=trainer_dir(), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=trainer_dir(), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
