@@ -44,7 +44,26 @@ def test_export_offers_int8_with_its_accuracy_drop(models):
         assert q["accuracy_drop"] == pytest.approx(q["fp32_accuracy"] - q["int8_accuracy"])
         # answers that differ on a share 1 - agreement of the samples can move accuracy by at most that much
         assert abs(q["accuracy_drop"]) <= 1 - q["agreement_with_fp32"] + 1e-9
+        # calibrated on training samples: the validation samples that judge it took no part in making it
+        assert "calibrated on" in q["method"] and "training samples" in q["method"]
         assert report["selected"] == ("model.int8.onnx" if q["accuracy_drop"] <= 0.01 else "model.onnx")
+
+
+def test_training_and_validation_samples_are_the_two_sides_of_the_split(models):
+    """int8 calibration takes training samples and is judged on validation samples: for the
+    images the train/ and val/ folders, for penguins the two sides of training's own split."""
+    from trainkit import data as data_mod
+    from trainkit.samples import labelled_set
+
+    meta = json.loads((models["images"] / "model.json").read_text())
+    train, _ = labelled_set(meta, models["root"] / "images", "train")
+    val, _ = labelled_set(meta, models["root"] / "images", "val")
+    assert (len(train), len(val)) == (4, 12)  # make_images(per_class_train=2, per_class_val=6), 2 classes
+    meta = json.loads((models["penguins"] / "model.json").read_text())
+    train, _ = labelled_set(meta, models["root"] / "penguins.csv", "train")
+    val, _ = labelled_set(meta, models["root"] / "penguins.csv", "val")
+    rows = len(data_mod.read_penguins(models["root"] / "penguins.csv"))
+    assert len(train) + len(val) == rows and len(val) == round(rows * 0.3)
 
 
 def test_penguins_rows_scored(models):

@@ -16,7 +16,7 @@ import torch
 
 from .artifacts import META_FILE, atomic_write_text, load_model_dir
 from .errors import TrainError
-from .samples import validation_set
+from .samples import labelled_set, validation_set
 
 TOLERANCE = 1e-4
 ONNX_FILE = "model.onnx"
@@ -158,8 +158,8 @@ def stem_rewritten(fp32: Path, dest: Path, samples: torch.Tensor) -> bool:
 
 def quantize(fp32: Path, int8: Path, task: str, calibration: torch.Tensor) -> str:
     """int8 with onnxruntime.quantization: static QDQ (per-channel int8 weights, uint8
-    activations calibrated on validation samples). Static, not dynamic: a request's answer
-    must not depend on the other rows that came with it. Returns the method used."""
+    activations calibrated on up to 128 training samples). Static, not dynamic: a request's
+    answer must not depend on the other rows that came with it. Returns the method used."""
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -183,8 +183,9 @@ def quantize(fp32: Path, int8: Path, task: str, calibration: torch.Tensor) -> st
 
         quantize_static(str(source), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return "static QDQ, per-channel int8 weights, uint8 activations" + (
-            "; space-to-depth stem" if stem.exists() else "")
+        used = min(len(calibration), 128)
+        return (f"static QDQ calibrated on {used} training samples, per-channel int8 weights, uint8 activations"
+                + ("; space-to-depth stem" if stem.exists() else ""))
     finally:
         for path in (prepared, stem):
             if path.exists():
@@ -210,7 +211,11 @@ def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool 
     if int8 and report["ok"]:
         truth = labels.numpy()
         fp32_top1 = predictions(output_dir / ONNX_FILE, inputs)
-        method = quantize(output_dir / ONNX_FILE, output_dir / INT8_FILE, meta["task"], inputs)
+        # calibrated on training samples: the validation samples that judge the result take no part in it
+        calibration, _ = labelled_set(meta, data, "train", limit=128)
+        if meta["task"] == "images":
+            calibration = calibration.contiguous()
+        method = quantize(output_dir / ONNX_FILE, output_dir / INT8_FILE, meta["task"], calibration)
         int8_top1 = predictions(output_dir / INT8_FILE, inputs)
         n = max(1, len(truth))
         fp32_accuracy, int8_accuracy = float((fp32_top1 == truth).sum() / n), float((int8_top1 == truth).sum() / n)
