@@ -114,12 +114,6 @@ def interleaved(clients: dict[str, Client], requests: int, rounds: int = 10) -> 
     return {name: client.figures() for name, client in clients.items()}
 
 
-def end_to_end(port: int, body: bytes, requests: int, content_type: str = "application/json") -> dict:
-    client = Client(port, body, content_type)
-    client.block(requests)
-    return client.figures()
-
-
 def make_photo(path: Path) -> None:
     """A 640 x 480 JPEG with the statistics of a photo (smooth shading, shapes, edges, a little
     sensor noise), as a client would send: about 40 KB at quality 90."""

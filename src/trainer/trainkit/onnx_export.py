@@ -213,8 +213,6 @@ def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool 
         fp32_top1 = predictions(output_dir / ONNX_FILE, inputs)
         # calibrated on training samples: the validation samples that judge the result take no part in it
         calibration, _ = labelled_set(meta, data, "train", limit=128)
-        if meta["task"] == "images":
-            calibration = calibration.contiguous()
         method = quantize(output_dir / ONNX_FILE, output_dir / INT8_FILE, meta["task"], calibration)
         int8_top1 = predictions(output_dir / INT8_FILE, inputs)
         n = max(1, len(truth))

@@ -223,8 +223,8 @@ class Scorer:
         or more threads, the bottom half is resampled on a helper thread while this one does the
         top (Pillow lets go of the GIL while it resamples): each output row depends only on its
         own position, so the halves are the whole image's rows, give or take one level (of 255)
-        where the halves' box edges round differently in the last bit. That saves about 0.4 ms of 2.2 ms
-        on a 640 x 480 photo here. Only for ONNX Runtime, whose threads stop spinning when a run
+        where the halves' box edges round differently in the last bit. That saves about 0.4 ms
+        of 2.2 ms on a 640 x 480 photo here. Only for ONNX Runtime, whose threads stop spinning when a run
         ends: PyTorch's OpenMP threads spin on for milliseconds after a forward pass, and the
         helper thread would have to wait for the core (the split costs eager 0.3 ms)."""
         from PIL import Image
