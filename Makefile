@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[train,serve,dev]'
+	@# onnxruntime and onnxruntime-openvino are one module: a venv made before the switch has both,
+	@# and whichever was installed last owns the files. Keep the OpenVINO build, whole.
+	if $(PY) -m pip show --quiet onnxruntime-openvino >/dev/null 2>&1 && $(PY) -m pip show --quiet onnxruntime >/dev/null 2>&1; then \
+	  $(PY) -m pip uninstall --quiet --yes onnxruntime && \
+	  $(PY) -m pip install --quiet --force-reinstall --no-deps onnxruntime-openvino; fi
 	@# Azurite, the Azure Storage emulator, for the test that uploads a code snapshot into it
 	if command -v npm >/dev/null 2>&1; then \
 	  npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error azurite@3.37.0 \

@@ -32,6 +32,15 @@ sys.path.insert(0, str(ROOT / "src" / "trainer"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
+INT8_CPU = "int8, cpu provider"
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -83,6 +92,7 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.body, self.headers = body, {"Content-Type": content_type}
         self.latencies: list[float] = []
+        self.run_ms: list[float] = []  # run()'s own time, as the server measured it
 
     def one(self) -> None:
         self.conn.request("POST", "/score", self.body, self.headers)
@@ -90,6 +100,7 @@ class Client:
         answer = response.read()
         if response.status != 200:
             raise RuntimeError(f"the server answered {response.status}: {answer[:200]!r}")
+        self.last_run_ms = float(response.getheader("x-ms-run-fn-exec-ms") or "nan")
 
     def block(self, requests: int) -> None:
         for _ in range(2):  # warm up after the other servers' turn
@@ -98,11 +109,12 @@ class Client:
             t = time.perf_counter()
             self.one()
             self.latencies.append(time.perf_counter() - t)
+            self.run_ms.append(self.last_run_ms)
 
     def figures(self) -> dict:
         self.conn.close()
         return {"rps": len(self.latencies) / sum(self.latencies), "p50_ms": percentile(self.latencies, 0.5) * 1000,
-                "p99_ms": percentile(self.latencies, 0.99) * 1000}
+                "p99_ms": percentile(self.latencies, 0.99) * 1000, "run_p50_ms": percentile(self.run_ms, 0.5)}
 
 
 def interleaved(clients: dict[str, Client], requests: int, rounds: int = 10) -> dict[str, dict]:
@@ -175,7 +187,8 @@ def main() -> int:
         body = json.dumps({"images": [base64.b64encode(photo.read_bytes()).decode()]}).encode()
 
         scorers = {"pytorch eager": Scorer(onnx_dir, backend="torch"), "onnxruntime fp32": Scorer(onnx_dir, "fp32"),
-                   "onnxruntime int8": Scorer(onnx_dir, "int8")}
+                   "onnxruntime int8": Scorer(onnx_dir, "int8"), INT8_CPU: Scorer(onnx_dir, "int8", provider="cpu")}
+        provider = scorers["onnxruntime int8"].provider
         one = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
         many = np.random.default_rng(2).standard_normal((64, 3, 224, 224)).astype(np.float32)
         model_rows = {name: {"batch1_ms": model_only(s, one, 30) * 1000, "batch64_ms": model_only(s, many, 3) * 1000}
@@ -184,17 +197,17 @@ def main() -> int:
         del scorers
 
         jpeg = photo.read_bytes()
-        backends = {"pytorch eager": ("torch", None), "onnxruntime fp32": ("onnx", "fp32"),
-                    "onnxruntime int8": ("onnx", "int8")}
+        backends = {"pytorch eager": ("torch", None, None), "onnxruntime fp32": ("onnx", "fp32", None),
+                    "onnxruntime int8": ("onnx", "int8", None), INT8_CPU: ("onnx", "int8", "cpu")}
         procs, ports = [], {}
-        try:  # all three servers up at once (one worker each, as deployed), taking turns
-            for name, (backend, variant) in backends.items():
+        try:  # all the servers up at once (one worker each, as deployed), taking turns
+            for name, (backend, variant, chosen) in backends.items():
                 ports[name] = serve.free_port()
-                procs.append(serve.start(onnx_dir, ports[name], variant=variant, backend=backend))
+                procs.append(serve.start(onnx_dir, ports[name], variant=variant, backend=backend, provider=chosen))
             served = interleaved({name: Client(port, body) for name, port in ports.items()}, args.requests)
             # the file itself as the body: no base64, no JSON
             raw_served = interleaved({name: Client(ports[name], jpeg, "image/jpeg")
-                                      for name in ("pytorch eager", "onnxruntime int8")}, args.requests)
+                                      for name in ("pytorch eager", "onnxruntime int8", INT8_CPU)}, args.requests)
         finally:
             for proc in procs:
                 proc.terminate()
@@ -202,6 +215,8 @@ def main() -> int:
                 proc.wait(timeout=30)
 
     eager = model_rows["pytorch eager"]
+    print(f"ONNX Runtime {ort_version()} with the {provider} execution provider (the scorer's choice here); "
+          f"'{INT8_CPU}' is the same int8 model on the default CPU provider")
     print("model alone (median):")
     print(f"  {'backend':<18} {'batch 1 ms':>11} {'x eager':>8} {'batch 64 ms':>12} {'img/s':>8} {'x eager':>8}")
     for name, row in model_rows.items():
@@ -210,23 +225,24 @@ def main() -> int:
     base = served["pytorch eager"]
     print(f"end to end, {args.requests} single-image requests ({photo_kb:.0f} KB JPEG, 640x480, base64 in JSON) "
           "through azureml-inference-server-http on 127.0.0.1:")
-    print(f"  {'backend':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x eager':>8} {'p50 x':>6}")
+    print(f"  {'backend':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x eager':>8} {'p50 x':>6} {'run() p50':>10}")
     for name, row in served.items():
         print(f"  {name:<18} {row['rps']:8.1f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['rps'] / base['rps']:8.2f} "
-              f"{base['p50_ms'] / row['p50_ms']:6.2f}")
+              f"{base['p50_ms'] / row['p50_ms']:6.2f} {row['run_p50_ms']:10.2f}")
     raw_base = raw_served["pytorch eager"]
     print("  the same JPEG sent as the body (Content-Type image/jpeg):")
     for name, row in raw_served.items():
         print(f"  {name:<18} {row['rps']:8.1f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
-              f"{row['rps'] / raw_base['rps']:8.2f} {raw_base['p50_ms'] / row['p50_ms']:6.2f}")
+              f"{row['rps'] / raw_base['rps']:8.2f} {raw_base['p50_ms'] / row['p50_ms']:6.2f} {row['run_p50_ms']:10.2f}")
     print(f"  an int8 request's parts, timed in this process (medians, ms): decode {parts['decode_ms']:.1f}, resize + "
-          f"normalise {parts['resize_normalize_ms']:.1f}, model {parts['model_ms']:.1f}; the rest of the "
-          f"{raw_served['onnxruntime int8']['p50_ms']:.1f} ms is the server, the client and the connection")
+          f"normalise {parts['resize_normalize_ms']:.1f}, model {parts['model_ms']:.1f}; run() took "
+          f"{raw_served['onnxruntime int8']['run_p50_ms']:.1f} ms in the server (its x-ms-run-fn-exec-ms), and the "
+          f"rest of the {raw_served['onnxruntime int8']['p50_ms']:.1f} ms is the server, the client and the connection")
     q = report["int8"]
     print(f"int8 ({q['method']}) accuracy on {q['val_samples']} validation photos: {q['int8_accuracy']:.4f} vs fp32 "
           f"{q['fp32_accuracy']:.4f} (drop {q['accuracy_drop'] * 100:.2f} points, bound 1), same answer as fp32 on "
           f"{q['agreement_with_fp32']:.1%}; selected: {report['selected']}")
-    best = max(served["onnxruntime fp32"]["rps"], served["onnxruntime int8"]["rps"]) / base["rps"]
+    best = max(served["onnxruntime fp32"]["rps"], served["onnxruntime int8"]["rps"]) / base["rps"]  # auto provider
     raw_best = raw_served["onnxruntime int8"]["rps"] / raw_base["rps"]
     p50 = base["p50_ms"] / served["onnxruntime int8"]["p50_ms"]
     print(f"goal: ONNX Runtime >= 3x eager end to end (requests/s) -> {best:.2f}x with base64 JSON, {raw_best:.2f}x "
@@ -237,7 +253,8 @@ def main() -> int:
         args.json.write_text(json.dumps({"model": model_rows, "end_to_end": served, "end_to_end_raw_body": raw_served,
                                          "int8": q, "best_onnx_over_eager": best,
                                          "int8_request_parts_ms": parts, "p50_int8_over_eager": p50,
-                                         "raw_body_onnx_over_eager": raw_best}, indent=2) + "\n")
+                                         "raw_body_onnx_over_eager": raw_best, "provider": provider,
+                                         "onnxruntime": ort_version()}, indent=2) + "\n")
     return 0
 
 

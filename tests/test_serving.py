@@ -89,6 +89,43 @@ def test_images_scored_fp32_and_int8(models):
     assert len(a) == len(b) == 3 and all(p["class"] in ("chickens", "turkeys") for p in a + b)
 
 
+def test_execution_provider_choice(models, monkeypatch):
+    """OpenVINO's provider when onnxruntime-openvino is installed (what the project installs on
+    Linux x86-64), the default CPU provider on request; both give the same answers."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from trainkit.serving import Scorer
+
+    has_openvino = "OpenVINOExecutionProvider" in ort.get_available_providers()
+    monkeypatch.delenv("JOBGEN_ORT_PROVIDER", raising=False)
+    auto = Scorer(models["images"], variant="fp32")
+    assert auto.provider == ("openvino" if has_openvino else "cpu")
+    monkeypatch.setenv("JOBGEN_ORT_PROVIDER", "cpu")
+    cpu = Scorer(models["images"], variant="fp32")
+    assert cpu.provider == "cpu" and cpu.session.get_providers() == ["CPUExecutionProvider"]
+    images = sorted((models["root"] / "images" / "val").rglob("*.jpg"))
+    batch = cpu.decoded_batch([p.read_bytes() for p in images])
+    assert np.abs(auto.logits(batch) - cpu.logits(batch)).max() < 1e-3
+    for variant in ("int8",):  # int8 arithmetic may round differently; the answers agree
+        a = Scorer(models["images"], variant=variant, provider="auto").logits(batch).argmax(1)
+        assert (a == Scorer(models["images"], variant=variant, provider="cpu").logits(batch).argmax(1)).mean() >= 0.9
+    monkeypatch.setenv("JOBGEN_ORT_PROVIDER", "cuda")
+    with pytest.raises(ValueError, match="use auto, openvino or cpu"):
+        Scorer(models["images"])
+    monkeypatch.setenv("JOBGEN_ORT_PROVIDER", "openvino")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="install onnxruntime-openvino"):
+        Scorer(models["images"])
+
+
+def test_export_reports_the_provider_that_judged_int8(models):
+    from trainkit.serving import provider_plan
+
+    report = json.loads((models["images"] / "report.json").read_text())
+    assert report["int8"]["provider"] == provider_plan()
+
+
 @pytest.mark.parametrize("size", [None, (640, 480), (333, 517), (120, 90), (224, 224)])
 def test_server_preprocessing_matches_training(models, tmp_path, size):
     """The scorer's resize/crop/normalise gives the tensors torchvision's eval transform gives,
@@ -246,7 +283,13 @@ def test_inference_server_scores_and_refuses_bad_requests(server, models):
     assert status == 415 and "not a JPEG or PNG" in answer["error"]
     text = log.read_text(errors="replace")
     assert "Traceback" not in text
-    assert "threads, spinning)" in text  # one worker: the model's threads have the cores to themselves
+    import os
+
+    from trainkit.serving import provider_plan
+
+    # one worker: the model's threads have every core (the CPU provider's also spin between operators)
+    cores = len(os.sched_getaffinity(0))
+    assert f"; {provider_plan()}, {cores} threads" in text
 
 
 def test_server_workers_share_the_cores(models, monkeypatch):
@@ -277,6 +320,15 @@ def test_serve_command_checks_the_folder(cli, tmp_path):
     assert rc == 1 and "no model.onnx" in err
     rc, out, err = cli("serve", tmp_path / "model", "--workers", "0")
     assert rc == 2 and "--workers: 0 is not at least 1" in err
+
+
+def test_serve_refuses_openvino_where_onnxruntime_has_none(cli, models, monkeypatch):
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    rc, out, err = cli("serve", models["images"], "--provider", "openvino")
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert "--provider openvino: onnxruntime" in err and "install onnxruntime-openvino" in err
 
 
 # ------------------------------------------------------------------ endpoint templates
@@ -311,5 +363,19 @@ def test_bad_endpoint_values(cli, checkout, tmp_path, sets, expected):
     for s in sets:
         args += ["--set", s]
     rc, out, err = cli(*args, "-o", tmp_path / "out")
+    assert rc == 1 and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("values,expected", [
+    ("endpoint: {enabled: true, pip: ['onnxruntime>=1.18', onnxruntime_openvino, pillow]}",
+     "endpoint.pip: lists onnxruntime and onnxruntime-openvino: both install the one onnxruntime module"),
+    ("env: {pip: [torch, onnxruntime-gpu, onnxruntime]}", "env.pip: lists onnxruntime and onnxruntime-gpu"),
+])
+def test_two_onnxruntime_builds_in_one_environment_are_refused(cli, checkout, tmp_path, values, expected):
+    """onnxruntime, onnxruntime-openvino and onnxruntime-gpu are one Python module: with two, the
+    last one pip installs overwrites the other's files."""
+    (tmp_path / "values.yaml").write_text(values + "\n")
+    rc, out, err = cli("render", "-f", tmp_path / "values.yaml", "-o", tmp_path / "out")
     assert rc == 1 and expected in err, err
     assert not (tmp_path / "out").exists()

@@ -55,7 +55,7 @@ def azure_layout(model_dir: Path) -> Path:
 
 
 def environment(model_dir: Path, variant: str | None, backend: str | None = None,
-                workers: int = 1) -> dict[str, str]:
+                workers: int = 1, provider: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     code = trainer_dir()
     env.update({"WORKER_COUNT": str(workers),  # as Azure's server reads it; the scorer shares the cores out by it
@@ -65,14 +65,28 @@ def environment(model_dir: Path, variant: str | None, backend: str | None = None
         env["JOBGEN_ONNX_VARIANT"] = variant
     if backend:
         env["JOBGEN_SCORING_BACKEND"] = backend
+    if provider:
+        env["JOBGEN_ORT_PROVIDER"] = provider
     return env
 
 
+def check_provider(provider: str | None) -> None:
+    """Refuse --provider openvino, with one line, where onnxruntime has no OpenVINO provider."""
+    if provider != "openvino":
+        return
+    import onnxruntime as ort
+
+    if "OpenVINOExecutionProvider" not in ort.get_available_providers():
+        raise JobgenError(f"onnxruntime {ort.__version__} here has no OpenVINO execution provider",
+                          where="--provider openvino",
+                          hint="install onnxruntime-openvino in place of onnxruntime, or use --provider cpu")
+
+
 def start(model_dir: Path, port: int, variant: str | None = None, workers: int = 1,
-          log=None, backend: str | None = None) -> subprocess.Popen:
+          log=None, backend: str | None = None, provider: str | None = None) -> subprocess.Popen:
     """Start the server and wait until /score answers (tests and benchmarks use this)."""
     model_dir = check_model_dir(model_dir)
-    proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant, backend, workers),
+    proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant, backend, workers, provider),
                             cwd=trainer_dir(), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 120

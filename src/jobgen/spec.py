@@ -667,6 +667,19 @@ def _outputs(c: _Collector, raw: dict) -> dict[str, Output]:
     return out
 
 
+ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-openvino", "onnxruntime-gpu")
+
+
+def _one_onnxruntime(c: _Collector, pip: list, where: str) -> None:
+    """onnxruntime's builds all install the one `onnxruntime` module: with two in one environment,
+    whichever pip installs last overwrites the other's files, and the model runs on that one."""
+    names = {re.split(r"[\s<>=!~;\[]", str(req).strip(), maxsplit=1)[0].lower().replace("_", "-") for req in pip}
+    builds = [b for b in ONNXRUNTIME_BUILDS if b in names]
+    if len(builds) > 1:
+        c.error(where, f"lists {' and '.join(builds)}: both install the one onnxruntime module and overwrite "
+                       "each other", "keep one (onnxruntime-openvino runs int8 models fastest on Intel/AMD CPUs)")
+
+
 def _environment(c: _Collector, v: dict) -> Environment | None:
     name = c.string(v.get("name"), "env.name", pattern=ASSET_NAME_RE, rule="letters, digits, '.', '-', '_'")
     version = c.string(v.get("version"), "env.version", pattern=re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"),
@@ -680,6 +693,7 @@ def _environment(c: _Collector, v: dict) -> Environment | None:
             c.error(f"env.{key}", "must be a list of strings", f"e.g. {key}: [a, b]")
             value = []
         lists[key] = tuple(str(x) for x in value)
+    _one_onnxruntime(c, list(lists["pip"]), "env.pip")
     if None in (name, version, image, python):
         return None
     return Environment(name, version, image, python, lists["pip"], lists["channels"],
@@ -887,8 +901,9 @@ def _endpoint(c: _Collector, v: dict, code: Path | None, script: str | None):
                       rule="e.g. 3.11")
     pip = v.get("pip") or []
     if not isinstance(pip, list):
-        c.error("endpoint.pip", "must be a list of requirements", "e.g. pip: [onnxruntime, pillow]")
+        c.error("endpoint.pip", "must be a list of requirements", "e.g. pip: [onnxruntime-openvino, pillow]")
         pip = []
+    _one_onnxruntime(c, pip, "endpoint.pip")
     settings = {}
     for section, keys in (("request_settings", REQUEST_SETTINGS), ("liveness_probe", PROBE_SETTINGS),
                           ("readiness_probe", PROBE_SETTINGS)):

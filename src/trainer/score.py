@@ -23,8 +23,8 @@ log = logging.getLogger("azmlinfsrv.score")  # under the server's logger: its ha
 def init():
     global scorer
     scorer = Scorer(os.environ.get("AZUREML_MODEL_DIR", "."))
-    log.info("loaded %s (%s, classes %s, %s threads%s)", scorer.model_file, scorer.task, scorer.classes,
-             getattr(scorer, "threads", "?"), ", spinning" if getattr(scorer, "spinning", False) else "")
+    log.info("loaded %s (%s, classes %s; %s, %s threads%s)", scorer.model_file, scorer.task, scorer.classes,
+             scorer.provider, scorer.threads, ", spinning" if scorer.spinning and scorer.provider == "cpu" else "")
 
 
 def _error(status, message):
