@@ -119,6 +119,31 @@ def test_execution_provider_choice(models, monkeypatch):
         Scorer(models["images"])
 
 
+def test_openvino_failure_falls_back_to_the_cpu_provider(models, monkeypatch, caplog):
+    """auto: a model OpenVINO's provider cannot load is served by the default CPU provider, with a
+    warning that says so; asked for by name, its error stands."""
+    import onnxruntime as ort
+
+    from trainkit import serving
+
+    real = ort.InferenceSession
+
+    def fussy(path, options=None, providers=None):
+        if any(isinstance(p, tuple) and p[0] == "OpenVINOExecutionProvider" for p in providers or []):
+            raise RuntimeError("OpenVINO: unsupported operation\ndetails")
+        return real(path, options, providers=providers)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["OpenVINOExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", fussy)
+    monkeypatch.delenv("JOBGEN_ORT_PROVIDER", raising=False)
+    with caplog.at_level("WARNING"):
+        scorer = serving.Scorer(models["images"])
+    assert scorer.provider == "cpu" and scorer.session.get_providers() == ["CPUExecutionProvider"]
+    assert "could not load model" in caplog.text and "OpenVINO: unsupported operation" in caplog.text
+    with pytest.raises(RuntimeError, match="unsupported operation"):
+        serving.Scorer(models["images"], provider="openvino")
+
+
 def test_export_reports_the_provider_that_judged_int8(models):
     from trainkit.serving import provider_plan
 

@@ -64,16 +64,17 @@ def _session(path: Path):
 
 
 def predictions(path: Path, inputs: torch.Tensor, batch: int = 64):
-    """The model's top-1 class for every sample (a numpy array), run as the scorer runs it (the
-    same execution provider), so that the int8 accuracy reported is the accuracy served."""
+    """The model's top-1 class for every sample (a numpy array) and the execution provider that
+    ran it: the scorer's, as the scorer runs it, so that the int8 accuracy reported is the
+    accuracy served."""
     import numpy as np
 
     from .serving import open_session
 
-    session, _ = open_session(path)
+    session, provider = open_session(path)
     out = [session.run(["logits"], {"input": inputs[start:start + batch].numpy().astype(np.float32)})[0].argmax(1)
            for start in range(0, inputs.shape[0], batch)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return (np.concatenate(out) if out else np.zeros(0, dtype=np.int64)), provider
 
 
 def space_to_depth_stem(model, max_channels: int = 4) -> bool:
@@ -213,14 +214,12 @@ def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool 
                    "val_accuracy": (meta.get("metrics") or {}).get("val_accuracy"),
                    "mlflow_run_id": meta.get("mlflow_run_id"), "selected": ONNX_FILE})
     if int8 and report["ok"]:
-        from .serving import provider_plan
-
-        truth, served_by = labels.numpy(), provider_plan()
-        fp32_top1 = predictions(output_dir / ONNX_FILE, inputs)
+        truth = labels.numpy()
+        fp32_top1, _ = predictions(output_dir / ONNX_FILE, inputs)
         # calibrated on training samples: the validation samples that judge the result take no part in it
         calibration, _ = labelled_set(meta, data, "train", limit=128)
         method = quantize(output_dir / ONNX_FILE, output_dir / INT8_FILE, meta["task"], calibration)
-        int8_top1 = predictions(output_dir / INT8_FILE, inputs)
+        int8_top1, served_by = predictions(output_dir / INT8_FILE, inputs)
         n = max(1, len(truth))
         fp32_accuracy, int8_accuracy = float((fp32_top1 == truth).sum() / n), float((int8_top1 == truth).sum() / n)
         drop = fp32_accuracy - int8_accuracy

@@ -16,6 +16,7 @@ import base64
 import binascii
 import io
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,19 @@ def open_session(path: Path, threads: int | None = None, spinning: bool | None =
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")  # see thread_plan
     name = provider_plan(provider)
-    providers: list = [PROVIDERS["cpu"]]
     if name == "openvino":  # its own threads (TBB), as many as ours; fp32 stays fp32 (no bf16 or fp16 hint)
-        providers.insert(0, (PROVIDERS["openvino"], {"device_type": "CPU", "num_of_threads": str(planned_threads),
-                                                     "precision": "ACCURACY"}))
-    return ort.InferenceSession(str(path), options, providers=providers), name
+        openvino = (PROVIDERS["openvino"], {"device_type": "CPU", "num_of_threads": str(planned_threads),
+                                            "precision": "ACCURACY"})
+        try:
+            return ort.InferenceSession(str(path), options, providers=[openvino, PROVIDERS["cpu"]]), name
+        except Exception as exc:  # noqa: BLE001 - asked for by name: its error is the answer
+            if (provider or os.environ.get("JOBGEN_ORT_PROVIDER") or "auto").strip().lower() == "openvino":
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            logging.getLogger(__name__).warning(
+                "OpenVINO's execution provider could not load %s (%s); the default CPU provider runs it "
+                "(JOBGEN_ORT_PROVIDER=cpu skips the attempt)", Path(path).name, first)
+    return ort.InferenceSession(str(path), options, providers=[PROVIDERS["cpu"]]), "cpu"
 
 
 class Scorer:
