@@ -70,6 +70,32 @@ def test_penguins_two_processes_under_torchrun(penguins_torchrun):
                                       for r in history)
 
 
+def test_ranks_let_go_of_the_process_group_before_they_exit(work):
+    """After training, nothing may still hold the DDP model (whose reducer holds the gloo process
+    group) for the interpreter's teardown to free: freed there, gloo's threads now and then
+    aborted a rank that had finished ("terminate called without an active exception", SIGABRT),
+    which fails the job after its work is done."""
+    import subprocess
+
+    wrapper = work / "exit_check.py"
+    wrapper.write_text(
+        "import gc, sys\n"
+        f"sys.path.insert(0, {str(runs.TRAINER)!r})\n"
+        "from trainkit import engine\n"
+        "rc = engine.main(sys.argv[1:])\n"
+        "from torch.nn.parallel import DistributedDataParallel as DDP\n"
+        "print('still held:', sum(isinstance(o, DDP) for o in gc.get_objects()), flush=True)\n"
+        "sys.exit(rc)\n")
+    out = work / "exit"
+    args = ["--task", "penguins", "--epochs", "2", "--batch-size", "16", "--precision", "fp32", "--data",
+            work / "penguins.csv", "--model-dir", out / "model", "--checkpoint-dir", out / "ckpt"]
+    command = [str(runs.BIN / "torchrun"), "--standalone", "--nproc_per_node=2", str(wrapper), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=300,
+                            env=runs.env_for(work, MASTER_PORT=str(runs.free_port())))
+    _ok(result)
+    assert result.stdout.count("still held: 0") == 2, result.stdout[-2000:]
+
+
 @pytest.mark.skipif(runs.mpirun() is None, reason="Open MPI's mpirun is not installed")
 def test_open_mpi_trains_identically_to_torchrun(work, penguins_torchrun):
     out = work / "mpi"

@@ -9,6 +9,7 @@ checkpoints and exits; the requeued job resumes from there.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -588,12 +589,20 @@ def main(argv: list[str] | None = None) -> int:
         env = detect()
         device = setup_device(env)
         init_distributed(env, device)
+        trainer, previous = None, signal.getsignal(signal.SIGTERM)
         try:
             task = data_mod.load_task(args.task, args.data, args.seed, args.image_size, args.cache_images)
             trainer = Trainer(args, env, task, device)
             signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
             finished = trainer.train()
         finally:
+            # Let go of the DDP model (its reducer holds the process group) before the process group
+            # goes, while the interpreter is whole. Kept alive by the SIGTERM handler's closure, it was
+            # freed in the interpreter's teardown, where gloo's threads now and then aborted a rank that
+            # had finished its work ("terminate called without an active exception", SIGABRT).
+            signal.signal(signal.SIGTERM, previous)
+            trainer = None
+            gc.collect()
             if dist.is_initialized():
                 dist.destroy_process_group()
     except TrainError as exc:
