@@ -34,11 +34,27 @@ def _meta(model_dir: Path) -> dict:
     return json.loads((model_dir / "model.json").read_text())
 
 
+# train.py is `sys.exit(main())`; this is the same, and then says how many DDP models are still
+# held once main() has returned (see test_ranks_let_go_of_the_process_group_before_they_exit)
+EXIT_CHECK = """import gc, sys
+sys.path.insert(0, {trainer!r})
+from trainkit.engine import main
+rc = main()
+from torch.nn.parallel import DistributedDataParallel as DDP
+print('still held:', sum(isinstance(o, DDP) for o in gc.get_objects()), flush=True)
+sys.exit(rc)
+"""
+
+
 @pytest.fixture(scope="module")
 def penguins_torchrun(work):
     out = work / "pt"
-    _ok(runs.run("train.py", [*PENGUIN_ARGS, "--data", work / "penguins.csv", "--model-dir", out / "model",
-                              "--checkpoint-dir", out / "ckpt"], work, procs=2, launcher="torchrun"))
+    entry = work / "train_exit_check.py"
+    entry.write_text(EXIT_CHECK.format(trainer=str(runs.TRAINER)))
+    result = _ok(runs.run(str(entry), [*PENGUIN_ARGS, "--data", work / "penguins.csv", "--model-dir",
+                                        out / "model", "--checkpoint-dir", out / "ckpt"], work, procs=2,
+                          launcher="torchrun"))
+    (out / "stdout.txt").write_text(result.stdout)
     return out
 
 
@@ -70,30 +86,13 @@ def test_penguins_two_processes_under_torchrun(penguins_torchrun):
                                       for r in history)
 
 
-def test_ranks_let_go_of_the_process_group_before_they_exit(work):
+def test_ranks_let_go_of_the_process_group_before_they_exit(penguins_torchrun):
     """After training, nothing may still hold the DDP model (whose reducer holds the gloo process
     group) for the interpreter's teardown to free: freed there, gloo's threads now and then
     aborted a rank that had finished ("terminate called without an active exception", SIGABRT),
     which fails the job after its work is done."""
-    import subprocess
-
-    wrapper = work / "exit_check.py"
-    wrapper.write_text(
-        "import gc, sys\n"
-        f"sys.path.insert(0, {str(runs.TRAINER)!r})\n"
-        "from trainkit import engine\n"
-        "rc = engine.main(sys.argv[1:])\n"
-        "from torch.nn.parallel import DistributedDataParallel as DDP\n"
-        "print('still held:', sum(isinstance(o, DDP) for o in gc.get_objects()), flush=True)\n"
-        "sys.exit(rc)\n")
-    out = work / "exit"
-    args = ["--task", "penguins", "--epochs", "2", "--batch-size", "16", "--precision", "fp32", "--data",
-            work / "penguins.csv", "--model-dir", out / "model", "--checkpoint-dir", out / "ckpt"]
-    command = [str(runs.BIN / "torchrun"), "--standalone", "--nproc_per_node=2", str(wrapper), *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=300,
-                            env=runs.env_for(work, MASTER_PORT=str(runs.free_port())))
-    _ok(result)
-    assert result.stdout.count("still held: 0") == 2, result.stdout[-2000:]
+    stdout = (penguins_torchrun / "stdout.txt").read_text()
+    assert stdout.count("still held: 0") == 2, stdout[-2000:]
 
 
 @pytest.mark.skipif(runs.mpirun() is None, reason="Open MPI's mpirun is not installed")
