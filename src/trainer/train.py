@@ -1,9 +1,7 @@
 """Entry point Azure ML runs: `python train.py --task images --data ... --model-dir ...`
 (or under torchrun / mpirun). See trainkit/engine.py; `python train.py --help`."""
 
-import sys
-
-from trainkit.engine import main
+from trainkit.engine import leave, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())  # sys.exit(main()), but see leave() for a rank of a distributed run

@@ -575,12 +575,37 @@ def setup_device(env: DistEnv) -> torch.device:
     return torch.device("cpu")
 
 
+_DISTRIBUTED = False  # set once this process has joined a process group; see leave()
+
+
 def init_distributed(env: DistEnv, device: torch.device) -> None:
+    global _DISTRIBUTED
     if not env.distributed:
         return
     os.environ.update(env.torch_environ())  # MPI ranks: translate to torch.distributed's variables
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method="env://", rank=env.rank, world_size=env.world_size)
+    _DISTRIBUTED = True
+
+
+def leave(code: int):
+    """End the process with `code`. A rank of a distributed run leaves without the interpreter's
+    teardown: DDP keeps the gloo process group (and its worker threads) alive past
+    destroy_process_group, and a worker thread that frees its last collective's tensors after the
+    teardown has begun needs the GIL, cannot have it, and aborts the process (SIGABRT, "terminate
+    called without an active exception"), failing a job whose work is done. Output is flushed
+    first; MLflow's run has already been ended by then."""
+    if not _DISTRIBUTED:
+        sys.exit(code)
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
