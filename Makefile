@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[train,serve,dev]'
 	@# onnxruntime and onnxruntime-openvino are one module: a venv made before the switch has both,
 	@# and whichever was installed last owns the files. Keep the OpenVINO build, whole.
-	if $(PY) -m pip show --quiet onnxruntime-openvino >/dev/null 2>&1 && $(PY) -m pip show --quiet onnxruntime >/dev/null 2>&1; then \
+	if $(PY) -m pip show --quiet onnxruntime-openvino >/dev/null 2>&1 && \
+	   $(PY) -m pip show --quiet onnxruntime >/dev/null 2>&1; then \
 	  $(PY) -m pip uninstall --quiet --yes onnxruntime && \
 	  $(PY) -m pip install --quiet --force-reinstall --no-deps onnxruntime-openvino; fi
 	@# Azurite, the Azure Storage emulator, for the test that uploads a code snapshot into it

@@ -621,10 +621,10 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
             finished = trainer.train()
         finally:
-            # Let go of the DDP model (its reducer holds the process group) before the process group
-            # goes, while the interpreter is whole. Kept alive by the SIGTERM handler's closure, it was
-            # freed in the interpreter's teardown, where gloo's threads now and then aborted a rank that
-            # had finished its work ("terminate called without an active exception", SIGABRT).
+            # Let go of the trainer and its DDP model: the SIGTERM handler's closure would otherwise
+            # keep them (and the handler) alive after main() returns, into a caller's code or the
+            # interpreter's teardown. It does not stop gloo's threads (DDP keeps the process group
+            # past destroy_process_group all the same); leave() deals with those.
             signal.signal(signal.SIGTERM, previous)
             trainer = None
             gc.collect()

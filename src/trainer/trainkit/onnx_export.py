@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if "int8" in report:
         q = report["int8"]
         print(f"[export] int8 ({q['method']}): val accuracy {q['int8_accuracy']:.4f} vs fp32 {q['fp32_accuracy']:.4f} "
-              f"on {q['val_samples']} samples (ONNX Runtime, {q['provider']} provider), drop {q['accuracy_drop'] * 100:.2f} points (bound "
-              f"{MAX_ACCURACY_DROP * 100:.0f}), same answer as fp32 on {q['agreement_with_fp32']:.1%}; serving "
-              f"{report['selected']}", flush=True)
+              f"on {q['val_samples']} samples (ONNX Runtime, {q['provider']} provider), drop "
+              f"{q['accuracy_drop'] * 100:.2f} points (bound {MAX_ACCURACY_DROP * 100:.0f}), same answer as fp32 on "
+              f"{q['agreement_with_fp32']:.1%}; serving {report['selected']}", flush=True)
     return 0

@@ -82,6 +82,10 @@ def thread_plan(threads: int | None = None) -> tuple[int, bool]:
 PROVIDERS = {"openvino": "OpenVINOExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
+def _provider_choice(choice: str | None) -> str:
+    return (choice or os.environ.get("JOBGEN_ORT_PROVIDER") or "auto").strip().lower()
+
+
 def provider_plan(choice: str | None = None) -> str:
     """Which ONNX Runtime execution provider runs the model: "openvino" or "cpu".
 
@@ -91,7 +95,7 @@ def provider_plan(choice: str | None = None) -> str:
     JOBGEN_ORT_PROVIDER=auto|openvino|cpu (or `choice`) decides otherwise."""
     import onnxruntime as ort
 
-    choice = (choice or os.environ.get("JOBGEN_ORT_PROVIDER") or "auto").strip().lower()
+    choice = _provider_choice(choice)
     if choice not in ("auto", *PROVIDERS):
         raise ValueError(f"JOBGEN_ORT_PROVIDER={choice!r} is not a provider: use auto, openvino or cpu")
     has_openvino = PROVIDERS["openvino"] in ort.get_available_providers()
@@ -123,8 +127,8 @@ def open_session(path: Path, threads: int | None = None, spinning: bool | None =
                                             "precision": "ACCURACY"})
         try:
             return ort.InferenceSession(str(path), options, providers=[openvino, PROVIDERS["cpu"]]), name
-        except Exception as exc:  # noqa: BLE001 - asked for by name: its error is the answer
-            if (provider or os.environ.get("JOBGEN_ORT_PROVIDER") or "auto").strip().lower() == "openvino":
+        except Exception as exc:  # noqa: BLE001 - whatever OpenVINO raises, the CPU provider can still serve
+            if _provider_choice(provider) == "openvino":  # asked for by name: its error is the answer
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             logging.getLogger(__name__).warning(
