@@ -161,56 +161,116 @@ def block(value: Any, indent: int) -> str:
 def write_files_atomically(files: dict[Path, str], check=None) -> None:
     """Write every file or none.
 
-    Files are first written into a staging folder beside each output folder (same parent,
-    so relative paths such as ``code: ../src/trainer`` resolve the same way), then
-    ``check(staged)`` runs with a map final path -> staged path (the generator lints there),
-    then each file is moved into place with ``os.replace``. A failure anywhere removes the
-    staging folders and any folder this call created.
+    Files are first written into a staging folder beside each output folder (same parent, so
+    relative paths such as ``code: ../src/trainer`` and sibling files such as ``conda.yaml``
+    resolve as they will), then ``check(staged)`` runs with a map final path -> staged path (the
+    generator lints there). Then each file is written again as a hidden temporary file in its
+    final folder (one file system with its target, even when the folder is a mount point) and
+    moved into place with ``os.replace``. A failure anywhere removes the staged and temporary
+    files and any folder this call created; a move that fails half-way puts back the files it
+    had already replaced.
     """
+    for target in files:
+        if target.is_dir():
+            raise JobgenError("a folder is where this file would be written", where=str(target),
+                              hint="move the folder away, or choose another output folder with -o/--output")
     made: list[Path] = []  # folders this call created, removed again on failure
     stages: dict[Path, Path] = {}  # output folder -> staging folder
     staged: dict[Path, Path] = {}
+    temps: dict[Path, Path] = {}
     ok = False
     try:
         for target, text in files.items():
             folder = target.parent
             if folder not in stages:
-                parent = folder.parent
-                try:
-                    missing = [p for p in [parent, *parent.parents] if not p.exists()]
-                    parent.mkdir(parents=True, exist_ok=True)
-                    made.extend(reversed(missing))
-                    stages[folder] = Path(tempfile.mkdtemp(prefix=f".{folder.name}.jobgen-", dir=parent))
-                except OSError as exc:
-                    raise JobgenError(f"cannot write to output folder: {exc.strerror}", where=str(folder),
-                                      hint="choose a writable folder with -o/--output") from None
-            path = stages[folder] / target.name
-            with open(path, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.chmod(path, 0o644)
-            staged[target] = path
+                stages[folder] = _staging_folder(folder, made)
+            staged[target] = _write(stages[folder] / target.name, text, folder)
         if check is not None:
             check(staged)
-        for folder in stages:
-            try:
-                if not folder.exists():
-                    folder.mkdir()
-                    made.append(folder)
-            except OSError as exc:
-                raise JobgenError(f"cannot write to output folder: {exc.strerror}", where=str(folder),
-                                  hint="choose a writable folder with -o/--output") from None
-        for target, path in staged.items():
-            os.replace(path, target)
+        for target, text in files.items():
+            temps[target] = _temp_beside(target, text, made)
+        _move_into_place(temps)
         ok = True
     finally:
         for stage in stages.values():
             shutil.rmtree(stage, ignore_errors=True)
+        for path in temps.values():
+            try:
+                path.unlink()
+            except OSError:
+                pass
         if not ok:
             for folder in reversed(made):  # deepest first
                 try:
                     folder.rmdir()
                 except OSError:
                     pass
+
+
+def _staging_folder(folder: Path, made: list[Path]) -> Path:
+    parent = folder.parent
+    try:
+        missing = [p for p in [parent, *parent.parents] if not p.exists()]
+        parent.mkdir(parents=True, exist_ok=True)
+        made.extend(reversed(missing))
+        return Path(tempfile.mkdtemp(prefix=f".{folder.name}.jobgen-", dir=parent))
+    except OSError as exc:
+        raise _cannot_write(exc, folder) from None
+
+
+def _write(path: Path, text: str, where: Path) -> Path:
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(path, 0o644)
+    except OSError as exc:
+        raise _cannot_write(exc, where) from None
+    return path
+
+
+def _temp_beside(target: Path, text: str, made: list[Path]) -> Path:
+    folder = target.parent
+    try:
+        if not folder.exists():
+            folder.mkdir()
+            made.append(folder)
+        fd, name = tempfile.mkstemp(prefix=".jobgen-", suffix=f".{target.name}.tmp", dir=folder)
+        os.close(fd)
+    except OSError as exc:
+        raise _cannot_write(exc, folder) from None
+    try:
+        return _write(Path(name), text, folder)
+    except JobgenError:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _cannot_write(exc: OSError, where: Path) -> JobgenError:
+    return JobgenError(f"cannot write to output folder: {exc.strerror}", where=str(where),
+                       hint="choose a writable folder with free space with -o/--output")
+
+
+def _move_into_place(staged: dict[Path, Path]) -> None:
+    replaced: list[tuple[Path, bytes | None]] = []  # (target, what it held before; None: it did not exist)
+    try:
+        for target, path in staged.items():
+            try:
+                before = target.read_bytes() if target.is_file() else None
+            except OSError:
+                before = None
+            os.replace(path, target)
+            replaced.append((target, before))
+    except OSError as exc:
+        for target, before in reversed(replaced):
+            try:
+                if before is None:
+                    target.unlink()
+                else:
+                    target.write_bytes(before)
+            except OSError:
+                pass
+        raise _cannot_write(exc, target.parent) from None
+
 
 _YAML12_NUMBER = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^0x[0-9a-fA-F]+$|^0o[0-7]+$")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import vmsizes
+from ..runner.snapshot import LINK_HINT, code_files_cached
 from ..spec import NAME_RE, RESERVED_INPUT_NAMES, SECRET_NAME_RE, SHELL_SAFE
 from .model import SCHEMAS, Document
 
@@ -166,22 +167,6 @@ def _first_py(tokens: list[str]) -> tuple[str, str] | None:
     return None
 
 
-@lru_cache(maxsize=64)
-def snapshot_mb(folder: Path) -> float:
-    total = 0
-    skip = {".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if d not in skip]
-        for name in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-        if total > (CODE_SNAPSHOT_LIMIT_MB + 1) * 1024 * 1024:
-            break
-    return total / (1024 * 1024)
-
-
 # ------------------------------------------------------------------ shared pieces
 
 class Checker:
@@ -218,8 +203,10 @@ class Checker:
                       "paths are relative to the YAML file's folder")
             return None
         if folder.is_dir():
-            size = snapshot_mb(folder)
-            if size > CODE_SNAPSHOT_LIMIT_MB:
+            listing = code_files_cached(str(folder), folder.stat().st_mtime)
+            for problem in listing.problems:
+                doc.error(ypath, f"code folder '{code}': {problem}", LINK_HINT)
+            if listing.truncated:
                 doc.error(ypath, f"code folder '{code}' holds over {CODE_SNAPSHOT_LIMIT_MB} MB; Azure refuses "
                           "snapshots that large", "point code at the training sources only, or list data and "
                           "checkpoints in .amlignore")

@@ -16,6 +16,7 @@ and no process is left behind on timeout, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -32,6 +33,9 @@ from ..errors import JobgenError
 
 GRACE_SECONDS = 5.0  # SIGTERM first, SIGKILL after this; the whole stop stays under 10 s
 POLL_SECONDS = 0.05
+READ_BYTES = 1024 * 1024  # read a log in pieces of this size ...
+READ_PER_POLL = 16 * READ_BYTES  # ... and at most this much of it per poll
+MAX_LINE_BYTES = 16 * 1024  # what is kept of one line (progress bars end lines with \r, not \n)
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
                       "MASTER_ADDR", "MASTER_PORT", "MLFLOW_RUN_ID", "AZUREML_RUN_ID", "AZ_BATCH_MASTER_NODE",
                       "AZ_BATCHAI_MPI_MASTER_NODE")
@@ -60,6 +64,9 @@ exit $rc
 """
 
 
+LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,7 +86,10 @@ class Proc:
     exit_code: int | None = None
     ended_at: float | None = None
     last_line: str = ""
-    offset: int = 0
+    last_end: bytes = b""  # how the last line ended (a \r\n split across two reads is one line end)
+    offset: int = 0  # bytes of the log read so far
+    pending: bytearray = field(default_factory=bytearray)  # the line being written, at most MAX_LINE_BYTES
+    cut: bool = False  # the pending line was longer than MAX_LINE_BYTES: the rest is skipped
 
 
 @dataclass
@@ -248,23 +258,55 @@ class Launch:
             self.on_state(proc)
 
     # -------------------------------------------------------------- watch
-    def _tail(self, proc: Proc) -> None:
+    def _tail(self, proc: Proc, final: bool = False) -> None:
+        """New lines of a process's log since the last poll. Each byte is read once, and at most
+        MAX_LINE_BYTES of a line are kept while it is written (a 100 MB line without a newline
+        costs 16 KiB, not 100 MB re-read every poll). ``\r`` ends a line too (progress bars)."""
         try:
-            with open(proc.log, "rb") as fh:
-                fh.seek(proc.offset)
-                chunk = fh.read()
+            fh = open(proc.log, "rb")
         except FileNotFoundError:
             return
-        if not chunk:
-            return
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return
-        proc.offset += end + 1
-        for raw in chunk[: end + 1].splitlines():
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            proc.last_line = line or proc.last_line
-            self.on_line(proc, line)
+        with fh:
+            fh.seek(proc.offset)
+            budget = READ_PER_POLL
+            while budget > 0:
+                chunk = fh.read(min(READ_BYTES, budget))
+                if not chunk:
+                    break
+                proc.offset += len(chunk)
+                budget -= len(chunk)
+                self._lines(proc, chunk)
+        if final and budget > 0 and proc.pending:  # the end of the log: its last line has no newline
+            self._emit(proc, bytes(proc.pending))
+            proc.pending.clear()
+
+    def _lines(self, proc: Proc, chunk: bytes) -> None:
+        start = 0
+        for match in LINE_END.finditer(chunk):
+            self._keep(proc, chunk[start:match.start()])
+            if not (match.group() == b"\n" and not proc.pending and proc.last_end == b"\r" and start == match.start()):
+                self._emit(proc, bytes(proc.pending))
+            proc.pending.clear()
+            proc.cut = False
+            proc.last_end = match.group()[-1:]
+            start = match.end()
+        if start < len(chunk):
+            self._keep(proc, chunk[start:])
+            proc.last_end = b""
+
+    @staticmethod
+    def _keep(proc: Proc, piece: bytes) -> None:
+        room = MAX_LINE_BYTES - len(proc.pending)
+        if len(piece) > room:
+            proc.pending += piece[:max(room, 0)]
+            proc.cut = True
+        else:
+            proc.pending += piece
+
+    def _emit(self, proc: Proc, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace") + (" [line cut at 16 KiB]" if proc.cut else "")
+        proc.last_line = line or proc.last_line
+        self.on_line(proc, line)
 
     def _collect(self) -> None:
         """Exit codes of processes that ended since the last poll."""
@@ -329,9 +371,13 @@ class Launch:
                 self._stop_others()
                 break
             time.sleep(POLL_SECONDS)
-        for proc in self.procs:
-            self._tail(proc)
         self._collect()
+        for proc in self.procs:
+            while True:  # everything the process wrote, however much is left
+                before = proc.offset
+                self._tail(proc, final=True)
+                if proc.offset == before:
+                    break
         if self.mpirun is not None:
             mpirun_code = self.mpirun.poll()
             if status == "Completed" and mpirun_code not in (0, None):
@@ -373,13 +419,19 @@ class Launch:
         self.tree.stop(grace=1.0)
 
 
-def tail_of(log: Path, lines: int = 25) -> str:
-    """The end of a log, from its last traceback when there is one."""
+def tail_of(log: Path, lines: int = 25, window: int = 256 * 1024) -> str:
+    """The end of a log (its last ``window`` bytes), from its last traceback when there is one."""
     try:
-        text = log.read_text(errors="replace")
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - window))
+            text = fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    rows = text.rstrip("\n").splitlines()
+    rows = [row[:2000] for row in text.rstrip("\n").splitlines()]
+    if size > window and rows:
+        rows = rows[1:]  # the first row is probably cut
     start = max((i for i, r in enumerate(rows) if r.startswith("Traceback (most recent call last)")), default=None)
     if start is not None:
         return "\n".join(rows[start:][-60:])

@@ -21,6 +21,7 @@ from ..values import parse_set_value
 from ..yamlio import load_located
 from .catalog import find_catalog, load_catalog
 from .launch import Launch
+from . import rundir
 from .progress import Reporter, make_reporter
 from .tasks import Task, TaskResult, bind_inputs, cores, execute, resolve_data, slug
 
@@ -122,8 +123,25 @@ class Runner:
         catalog_path = self.options.catalog or find_catalog(self.base)
         self.catalog = load_catalog(catalog_path, self.options.data)
         name = slug(data.get("name") or data.get("display_name") or self.path.stem)
-        run_dir = (self.options.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
+        if self.options.run_dir is not None:
+            run_dir = self.options.run_dir.absolute()
+        else:
+            run_dir = rundir.fresh(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
         self.experiment = str(data.get("experiment_name") or self.base.name)
+        rundir.claim(run_dir, self.path)
+        lock = rundir.Lock(run_dir).acquire()
+        try:
+            return self._run_in(run_dir, kind, data, name)
+        finally:
+            lock.release()
+
+    def _run_in(self, run_dir: Path, kind: str, data: dict, name: str) -> int:
+        summary_file = run_dir / "summary.json"
+        try:  # room for the summary now, so that a job that fills the disk still gets one
+            rundir.reserve(summary_file, json.dumps({"status": "Running", "kind": kind.replace("_job", "")}))
+        except OSError as exc:
+            raise JobgenError(f"cannot write in the run folder: {exc.strerror}", where=paths.display(run_dir),
+                              hint="free disk space (df -h) or choose a --run-dir on another disk") from None
         handlers = self._install_signals()
         start = time.monotonic()
         try:
@@ -140,7 +158,12 @@ class Runner:
             self.reporter.close()
         summary.update({"kind": kind.replace("_job", ""), "run_dir": str(run_dir),
                         "duration_s": round(time.monotonic() - start, 3)})
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            rundir.fill(summary_file, json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            sys.stderr.write(f"error: {paths.display(summary_file)}: cannot be written: {exc.strerror} "
+                             "(hint: free disk space; the run's own logs are in user_logs/)\n")
+            summary["status"] = "Failed" if summary["status"] == "Completed" else summary["status"]
         self.print_summary(summary)
         return {"Completed": 0, "Canceled": 130}.get(summary["status"], 1)
 

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobgenError
+from . import rundir
 from .binding import bind, literal
 from .catalog import Catalog
 from .launch import Launch, Outcome, clean_environment
 from .progress import Reporter
+from .rundir import RunFolderError
 from .snapshot import snapshot
 
 DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable", "triton_model")
@@ -96,17 +98,29 @@ def resolve_data(path: str, base: Path, catalog: Catalog, where: str) -> Path:
 
 
 def prepare(task: Task) -> None:
-    """Run folder layout: code/ (snapshot), outputs/<name>/, user_logs/. Outputs already there
-    are kept: running again in the same run folder resumes from what a job left (its
-    checkpoints), as a requeued Azure job finds its rw_mount outputs."""
-    task.run_dir.mkdir(parents=True, exist_ok=True)
+    """Run folder layout: code/ (snapshot), outputs/<name>/, user_logs/, run.json reserved.
+    Outputs already there are kept: running again in the same run folder resumes from what a
+    job left (its checkpoints), as a requeued Azure job finds its rw_mount outputs. Only a
+    folder inside a run folder (see rundir) is ever replaced here."""
+    if not rundir.inside_run_folder(task.run_dir):
+        raise RuntimeError(f"{task.run_dir} is not inside a run folder")  # the runner claims it first: a bug
     code_dir = task.run_dir / "code"
+    try:
+        task.run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.reserve(task.run_dir / "run.json", json.dumps({"name": task.name, "status": "Preparing"}))
+        if task.code is None:
+            code_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"cannot prepare the run folder: {exc.strerror}", where=str(task.run_dir),
+                             hint="free disk space (df -h) or choose a --run-dir on another disk") from None
     if task.code is not None:
-        snapshot(task.code, code_dir)
-    else:
-        code_dir.mkdir(exist_ok=True)
-    for folder in task.outputs.values():
-        folder.mkdir(parents=True, exist_ok=True)
+        snapshot(task.code, code_dir, skip=rundir.is_run_folder)
+    try:
+        for folder in task.outputs.values():
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"cannot create the output folders: {exc.strerror}", where=str(task.run_dir),
+                             hint="free disk space (df -h) or choose a --run-dir on another disk") from None
 
 
 def environment(task: Task, mlflow_uri: str) -> dict[str, str]:
@@ -123,14 +137,17 @@ def environment(task: Task, mlflow_uri: str) -> dict[str, str]:
 
 def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: str,
             launches: list[Launch] | None = None) -> TaskResult:
-    prepare(task)
     outputs = {name: str(path) for name, path in task.outputs.items()}
     try:
         command = bind(task.command, task.inputs, outputs)
     except KeyError as exc:
         raise JobgenError(f"command uses ${{{{{exc.args[0]}}}}}, which this job does not have", where=task.label,
                           hint="run 'python generator.py lint' on the file") from None
-    (task.run_dir / "command.txt").write_text(command + "\n")
+    try:
+        prepare(task)
+        (task.run_dir / "command.txt").write_text(command + "\n")
+    except (RunFolderError, OSError) as exc:
+        return _not_started(task, reporter, outputs, exc)
     launch = Launch(name=task.label, command=command, cwd=task.run_dir / "code", env=environment(task, mlflow_uri),
                     logs=task.run_dir / "user_logs", instance_count=task.instance_count,
                     distribution=task.distribution,
@@ -142,16 +159,35 @@ def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: s
     try:
         launch.start()
         outcome = launch.wait(task.timeout, stop)
+    except OSError as exc:
+        launch.kill()
+        return _not_started(task, reporter, outputs, exc)
     except BaseException:
         launch.kill()
         raise
-    detail = outcome.message or f"{outcome.duration:.1f}s"
-    reporter.task_finished(task.label, outcome.status, detail)
     record = {"name": task.name, "status": outcome.status, "duration_s": round(outcome.duration, 3),
               "failed_rank": outcome.failed_rank, "exit_code": outcome.exit_code, "message": outcome.message,
               "command": command, "outputs": outputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (task.run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    if outcome.status != "Completed" and rundir.disk_full(task.run_dir):
+        outcome.message += "; the run folder's disk is full (df -h), which may be why"
+    try:
+        rundir.fill(task.run_dir / "run.json", json.dumps(dict(record, message=outcome.message), indent=2) + "\n")
+    except OSError as exc:
+        outcome.status, outcome.message = "Failed", f"the job ended but run.json could not be written: {exc.strerror}"
+    detail = outcome.message or f"{outcome.duration:.1f}s"
+    reporter.task_finished(task.label, outcome.status, detail)
     return TaskResult(task, outcome, outputs)
+
+
+def _not_started(task: Task, reporter: Reporter, outputs: dict[str, str], exc: BaseException) -> TaskResult:
+    """A task whose run folder could not be made ready (a full disk): Failed, with the reason."""
+    if isinstance(exc, JobgenError):
+        message = exc.message
+    else:
+        message = f"cannot prepare the run folder: {exc.strerror or exc}" + (
+            f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+    reporter.task_finished(task.label, "Failed", message)
+    return TaskResult(task, Outcome(status="Failed", duration=0.0, exit_code=1, message=message), outputs)
 
 
 def cores() -> int:
