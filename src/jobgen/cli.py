@@ -281,7 +281,7 @@ def _lint_rendered(files: dict[Path, str], staged: dict[Path, Path], already_sai
 
 def cmd_render(args: argparse.Namespace) -> int:
     from . import gitops
-    from .render import render_job
+    from .render import render_job, source_names
     from .yamlio import write_files_atomically
 
     if args.check or args.all:
@@ -301,10 +301,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise JobgenError("output path exists and is not a folder", where=str(args.output or "rendered"),
                           hint="choose a folder with -o/--output")
     rendered = render_job(spec, out_dir, args.values)
+    gitops.check_targets(rendered.files, args.values)
     check = None if args.no_lint else (lambda staged: lint_warnings.append(_lint_rendered(rendered.files, staged, said)))
     write_files_atomically(rendered.files, check=check)
     produced = {p.resolve() for p in rendered.files}
-    for stale in gitops.stale_files(out_dir, produced):
+    for stale in gitops.stale_files(out_dir, produced, source_names(args.values)):
         stale.unlink()
     if not args.quiet:
         job = spec.job
@@ -329,7 +330,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def _render_definitions(args: argparse.Namespace, check: bool) -> int:
     from . import gitops
-    from .render import render_job
+    from .render import render_job, source_names
     from .yamlio import write_files_atomically
 
     defs = gitops.definitions()
@@ -342,7 +343,7 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
     stale: list[Path] = []
     components = render_components(resolve([], []))
     all_files.update(components)
-    stale.extend(gitops.stale_files(paths.components_dir(), {p.resolve() for p in components}))
+    stale.extend(gitops.stale_files(paths.components_dir(), {p.resolve() for p in components}, source_names([])))
     for d in defs:
         spec = resolve([d.values], args.sets)
         if args.no_lint or check:
@@ -350,7 +351,7 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
                 sys.stderr.write(f"warning: {paths.display(d.values)}: {w.line()}\n")
         rendered = render_job(spec, d.out_dir, [d.values])
         all_files.update(rendered.files)
-        stale.extend(gitops.stale_files(d.out_dir, {p.resolve() for p in rendered.files}))
+        stale.extend(gitops.stale_files(d.out_dir, {p.resolve() for p in rendered.files}, source_names([d.values])))
     if check:
         drift = [gitops.diff(path, text) for path, text in all_files.items()]
         drift = [d for d in drift if d]
@@ -365,6 +366,7 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
             print(f"render --check: {len(all_files)} files from {len(defs)} definitions and the components "
                   "are up to date")
         return 0
+    gitops.check_targets(all_files, [d.values for d in defs])
     lint = None if args.no_lint else (lambda staged: _lint_rendered(all_files, staged, set()))
     write_files_atomically(all_files, check=lint)
     for path in stale:
