@@ -30,6 +30,11 @@ CASES = [
     ("bad/job_typed_inputs.yml", 8, "typed component input"),
     ("bad/job_typed_inputs.yml", 11, "typed component input"),
     ("bad/job_shell_value.yml", 8, "characters the shell interprets"),
+    ("bad/pipeline_shell_value.yml", 7, "pipeline input 'greeting' (given to step 'say' as 'text') holds $ ( ) |"),
+    ("bad/pipeline_shell_value.yml", 23, "step 'train' input 'epochs' holds &: characters the shell interprets"),
+    ("bad/sweep_shell_choice.yml", 9, "input 'arch' (from the search space): choice 2 holds ;"),
+    ("bad/sweep_shell_choice.yml", 17, "input 'tag' holds `: characters the shell interprets where Azure pastes it "
+                                       "into the command (double quotes)"),
     ("bad/job_missing_script.yml", 4, "command runs 'trian.py' but it is not in the code folder"),
     ("bad/azure_only.yml", 7, "azure-ai-ml: experiment_nam: Unknown field"),
 ]

@@ -285,3 +285,30 @@ def test_rendering_into_a_mount_point_writes_every_file(tmp_path):
     listed = result.stdout.split("rc=0", 1)[1].split()
     assert {"job.yml", "compute.yml", "environment.yml", "conda.yaml", "data.yml"} <= set(listed)
     assert not [name for name in listed if name.startswith(".")]
+
+
+# ------------------------------------------------------------------ literals that reach a shell
+
+def test_run_refuses_pipeline_and_sweep_literals_the_shell_would_execute(project):
+    """Command jobs were refused; the same values in a pipeline or a sweep were executed."""
+    jobs = project / "jobs" / "myjob"
+    pipeline = jobs / "pipeline.yml"
+    pipeline.write_text(yaml.safe_dump({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json", "type": "pipeline",
+        "inputs": {"text": "hi; touch PWNED"},
+        "jobs": {"say": {"type": "command", "command": "echo ${{inputs.text}}", "environment": "azureml:env@latest",
+                         "inputs": {"text": "${{parent.inputs.text}}"}}}}, sort_keys=False))
+    sweep = jobs / "sweep.yml"
+    sweep.write_text(yaml.safe_dump({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json", "type": "sweep",
+        "compute": "azureml:cpu", "sampling_algorithm": "grid",
+        "search_space": {"word": {"type": "choice", "values": ["a", "b && touch PWNED"]}},
+        "objective": {"goal": "maximize", "primary_metric": "m"}, "limits": {"max_total_trials": 2},
+        "inputs": {"word": "${{search_space.word}}"},
+        "trial": {"code": "./code", "command": "python hello.py ${{inputs.word}}",
+                  "environment": "azureml:env@latest"}}, sort_keys=False))
+    for path in (pipeline, sweep):
+        result = generator("run", path, "--run-dir", project / f"r-{path.stem}")
+        assert one_error_line(result).endswith("(hint: fix them, or pass --no-lint to run anyway)")
+        assert "no process was started" in result.stderr and "characters the shell interprets" in result.stderr
+    assert not list(project.rglob("PWNED"))

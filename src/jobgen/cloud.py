@@ -340,14 +340,23 @@ def load_entity(path: Path, kind: str, sets: list[str]):
                           hint="run python generator.py lint on it") from None
 
 
-def lint_first(path: Path) -> None:
-    from .lint import lint_paths
+def lint_first(path: Path, data: dict, sets: list[str]) -> None:
+    """Lint what is sent: the file with every --set applied (a token or a $(...) given with --set
+    is judged as if it were written in the file)."""
+    from .lint import Document, lint_documents, lint_paths
 
-    errors = [d for d in lint_paths([path]) if d.severity == "error"]
+    if sets:
+        import yaml
+
+        diagnostics = lint_documents([Document(path.resolve(), yaml.safe_dump(data, sort_keys=False))])
+    else:
+        diagnostics = lint_paths([path])
+    errors = [d for d in diagnostics if d.severity == "error"]
     for d in errors:
         sys.stderr.write(d.format() + "\n")
     if errors:
-        raise JobgenError(f"{len(errors)} lint error(s); nothing was submitted", where=paths.display(path),
+        suffix = " (after --set)" if sets else ""
+        raise JobgenError(f"{len(errors)} lint error(s){suffix}; nothing was submitted", where=paths.display(path),
                           hint="fix them (or --no-lint to let Azure judge)")
 
 
@@ -447,8 +456,14 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
     quiet_sdk()
     path = Path(path)
     kind, data = detect(path)
+    if options.sets:
+        import copy
+
+        from .values import apply_sets
+
+        data = apply_sets(copy.deepcopy(data), options.sets)
     if options.lint:
-        lint_first(path)
+        lint_first(path, data, options.sets)
     entity = load_entity(path, kind, options.sets)
     if options.dry_run:
         if kind not in ("command_job", "pipeline_job", "sweep_job"):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths, vmsizes
+from . import paths, secretscan, vmsizes
 from .errors import Problem, SpecError
 
 DISTRIBUTIONS = ("pytorch", "mpi", "none")
@@ -29,7 +29,6 @@ ASSET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 EXPERIMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,254}$")
 COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,31}$")  # AmlCompute: 2-32 chars, letter first
-SECRET_NAME_RE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS)", re.I)
 
 
 @dataclass(frozen=True)
@@ -313,6 +312,7 @@ class _Collector:
 def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec:
     """Validate ``values`` (already merged) and return the spec, or raise ``SpecError``."""
     c = _Collector(origins or {})
+    _secret_values(c, values)
     job_v = c.mapping(values.get("job"), "job")
     launch_v = c.mapping(values.get("launcher"), "launcher")
     cluster_v = c.mapping(values.get("cluster"), "cluster")
@@ -489,9 +489,9 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
         if isinstance(value, (dict, list)) or value is None:
             c.error(dotted, "must be a single value", "environment variables are text, e.g. NCCL_DEBUG: INFO")
             continue
-        if SECRET_NAME_RE.search(str(key)):
-            c.error(dotted, f"'{key}' looks like a secret; rendered YAML is committed and logged",
-                    "keep secrets in Azure Key Vault or a workspace connection and read them at run time")
+        leak = secretscan.finding(key, value)
+        if leak:
+            c.error(dotted, leak, secretscan.HINT)
             continue
         env_vars[str(key)] = "true" if value is True else "false" if value is False else str(value)
     tags = {str(k): str(v) for k, v in c.mapping(job_v.get("tags"), "job.tags").items() if v is not None}
@@ -599,6 +599,16 @@ def _code(c: _Collector, value: Any, script: str | None) -> Path | None:
     return folder
 
 
+def _secret_values(c: _Collector, values: dict) -> None:
+    """Any value that looks like a secret by its format, wherever it is (names are judged where
+    they mean something: environment variables and inputs)."""
+    named = (("job", "environment_variables"), ("job", "inputs"))
+    for path, kind in secretscan.scan(values):
+        if tuple(path[:2]) in named and len(path) == 3:
+            continue  # reported with its name, once
+        c.error(".".join(map(str, path)), f"holds what looks like {kind}", secretscan.HINT)
+
+
 def _inputs(c: _Collector, raw: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in raw.items():
@@ -630,6 +640,10 @@ def _inputs(c: _Collector, raw: dict) -> dict[str, Any]:
             continue
         if isinstance(value, list):
             c.error(dotted, "a literal input must be a single value, got a list", "join the values, e.g. 'a,b'")
+            continue
+        leak = secretscan.finding(name, value, "input")
+        if leak:
+            c.error(dotted, leak + "; Azure pastes inputs into the command line, which is logged", secretscan.HINT)
             continue
         text = str(value)
         if not SHELL_SAFE.fullmatch(text):

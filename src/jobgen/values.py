@@ -128,6 +128,28 @@ def parse_set_value(raw: str) -> Any:
     return raw
 
 
+def apply_sets(data: dict, sets: list[str]) -> dict:
+    """`--set a.b=c` on the job YAML itself, as `az ml job create --set` does."""
+    for assignment in sets:
+        if "=" not in assignment:
+            raise JobgenError(f"--set expects PATH=VALUE, got '{assignment}'", where="--set",
+                              hint="e.g. --set resources.instance_count=2")
+        dotted, raw = assignment.split("=", 1)
+        parts = [p for p in dotted.strip().split(".")]
+        if not all(parts):
+            raise JobgenError(f"malformed --set path '{dotted}'", where="--set")
+        cursor = data
+        for part in parts[:-1]:
+            nxt = cursor.get(part)
+            if nxt is None:
+                nxt = cursor[part] = {}
+            if not isinstance(nxt, dict):
+                raise JobgenError(f"--set {dotted}: '{part}' is not a mapping", where="--set")
+            cursor = nxt
+        cursor[parts[-1]] = parse_set_value(raw)
+    return data
+
+
 def set_path(values: dict[str, Any], assignment: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """Apply one ``a.b=c``; returns new values. Unknown paths are errors with a suggestion."""
     if "=" not in assignment:

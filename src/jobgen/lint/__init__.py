@@ -73,13 +73,6 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
         done.append(doc)
         if doc.located is None:  # unreadable or not YAML: already reported
             continue
-        if doc.kind in ("values", "conda", "catalog"):
-            continue
-        if doc.kind is None:
-            if explicit and doc.data is not None:
-                doc.diagnostics.append(Diagnostic(doc.shown, 1, WARNING, "not recognised as Azure ML YAML; skipped",
-                                                  "add a $schema line naming the resource type"))
-            continue
 
         def compute_size(d: Document, ref: str) -> tuple[str | None, bool]:
             name = ref.split(":", 1)[1] if ref.startswith("azureml:") else ref
@@ -90,6 +83,14 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
             return (found, True)
 
         checker = Checker(doc, compute_size, overlay)
+        if doc.kind in ("values", "conda", "catalog") or doc.kind is None:
+            checker.secrets()  # a secret is a leak in any YAML that is committed
+            if doc.kind == "values":
+                checker.values_secret_names()
+            if doc.kind is None and explicit and doc.data is not None:
+                doc.diagnostics.append(Diagnostic(doc.shown, 1, WARNING, "not recognised as Azure ML YAML; skipped",
+                                                  "add a $schema line naming the resource type"))
+            continue
         checker.common()
         {
             "command_job": checker.command_job,

@@ -11,9 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import vmsizes
+from .. import secretscan, vmsizes
 from ..runner.snapshot import LINK_HINT, code_files_cached
-from ..spec import NAME_RE, RESERVED_INPUT_NAMES, SECRET_NAME_RE, SHELL_SAFE
+from ..spec import NAME_RE, RESERVED_INPUT_NAMES
+from . import shell
 from .model import SCHEMAS, Document
 
 REF = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -91,6 +92,16 @@ def _close(name: str, options: list[str]) -> str:
     if match:
         return f"did you mean '{match[0]}'?"
     return f"declared: {', '.join(options)}" if options else "none are declared"
+
+
+def _literal(value: Any) -> Any:
+    """The literal an input holds (``x: 3``, ``x: {value: 3}``, a component's ``{default: 3}``), or
+    None for data inputs and inputs without a value."""
+    if isinstance(value, dict):
+        if value.get("type") in DATA_TYPES or "path" in value:
+            return None
+        return value.get("value", value.get("default"))
+    return value
 
 
 def _is_local(ref: Any) -> bool:
@@ -183,12 +194,24 @@ class Checker:
     # -------------------------------------------------------------- common
     def common(self) -> None:
         doc = self.doc
+        self.secrets()
         for dup_path, line in doc.located.duplicates:
             doc.diagnostics.append(_diag(doc, line, "error", f"key '{'.'.join(map(str, dup_path))}' appears twice",
                                          "YAML keeps only the last one; remove the other"))
         if doc.kind in SCHEMAS and "$schema" not in doc.data:
             doc.warning((), "no $schema line", f"add '$schema: {SCHEMAS[doc.kind]}' as the first line "
                         "(editors validate against it)")
+
+    def secrets(self) -> None:
+        """Every string in the document that looks like a secret by its format."""
+        for ypath, kind in secretscan.scan(self.doc.data):
+            key = ypath[-1] if ypath else "the document"
+            self.doc.error(ypath, f"'{key}' holds what looks like {kind}", secretscan.HINT)
+
+    def values_secret_names(self) -> None:
+        job = self.doc.data.get("job") if isinstance(self.doc.data.get("job"), dict) else {}
+        self.secret_names(("job", "environment_variables"), job.get("environment_variables"), "environment variable")
+        self.secret_names(("job", "inputs"), job.get("inputs"), "input")
 
     def code(self, ypath: tuple, code: Any) -> Path | None:
         doc = self.doc
@@ -253,6 +276,7 @@ class Checker:
             doc.error(ypath, "inputs must be a mapping")
             return {}
         self.input_names(ypath, inputs)
+        self.secret_names(ypath, inputs, "input")
         for name, value in inputs.items():
             if isinstance(value, dict):
                 kind = value.get("type")
@@ -290,15 +314,6 @@ class Checker:
                 what = {"inputs": "input", "outputs": "output", "search_space": "search_space parameter"}[head]
                 doc.error(ypath, f"command uses ${{{{{ref}}}}} but there is no {what} '{rest}'",
                           _close(rest, [str(k) for k in table]))
-            elif head == "inputs" and not component:
-                value = inputs[rest]
-                bound_later = isinstance(value, str) and REF.fullmatch(value.strip())  # ${{search_space.x}} etc.
-                if not isinstance(value, dict) and value is not None and not bound_later \
-                        and not SHELL_SAFE.fullmatch(str(value)):
-                    doc.error(ypath[:-1] + ("inputs", rest),
-                              f"input '{rest}' = {str(value)!r} is pasted into the command unquoted and holds "
-                              "characters the shell interprets", "use letters, digits and . , : / = + @ % - _ "
-                              "only, or pass it as a uri_file input")
         segments = OPTIONAL_SEGMENT.findall(command)
         if segments and not component:
             doc.error(ypath, "$[[...]] optional segments work only in components", "remove the brackets")
@@ -307,6 +322,85 @@ class Checker:
                 doc.error(ypath, "command continues lines with '\\'; Azure does not support that in components",
                           "write the command on one line, or use a folded block (command: >-)")
             self.optional_segments(ypath, command, inputs)
+
+    def pasted(self, command: Any, bindings: Callable[[str], list[tuple[tuple, Any, str]]]) -> None:
+        """Literals the shell would read as more than a plain word where Azure pastes them into
+        ``command``. ``bindings(ref)`` gives (where the value is written, value, how to name it)
+        for a reference such as ``inputs.x``: a job's literal, a sweep's choices, a pipeline
+        input that reaches a step."""
+        if not isinstance(command, str):
+            return
+        for use in shell.uses(command):
+            for ypath, value, label in bindings(use.ref):
+                found = shell.problem(value, use)
+                if found:
+                    severity, text, hint = found
+                    report = self.doc.error if severity == "error" else self.doc.warning
+                    report(ypath, f"{label} {text}", hint)
+
+    def literal_bindings(self, inputs: Any, space: Any = None) -> Callable[[str], list[tuple[tuple, Any, str]]]:
+        """References of a command job or a sweep's trial: its own literal inputs, and the choices
+        of the search space parameters bound to them (or used in the command directly)."""
+        inputs = inputs if isinstance(inputs, dict) else {}
+        space = space if isinstance(space, dict) else {}
+
+        def choices(param: str, label: str) -> list[tuple[tuple, Any, str]]:
+            spec = space.get(param)
+            values = spec.get("values") if isinstance(spec, dict) and spec.get("type") == "choice" else None
+            if not isinstance(values, list):
+                return []
+            return [(("search_space", param, "values", i), v, f"{label}: choice {i + 1}") for i, v in enumerate(values)]
+
+        def bind(ref: str) -> list[tuple[tuple, Any, str]]:
+            head, _, name = ref.partition(".")
+            if head == "search_space":
+                return choices(name, f"search_space parameter '{name}'")
+            if head != "inputs" or name not in inputs:
+                return []
+            written = inputs[name]
+            value = _literal(written)
+            bound = REF.fullmatch(value.strip()) if isinstance(value, str) else None
+            if bound and bound.group(1).startswith("search_space."):
+                return choices(bound.group(1).split(".", 1)[1], f"input '{name}' (from the search space)")
+            if bound or value is None:
+                return []
+            if isinstance(written, dict):
+                key = "value" if "value" in written else "default"
+                return [(("inputs", name, key), value, f"the {key} of input '{name}'")]
+            return [(("inputs", name), value, f"input '{name}'")]
+
+        return bind
+
+    def step_bindings(self, step: str, base: tuple, n_inputs: dict,
+                      p_inputs: dict) -> Callable[[str], list[tuple[tuple, Any, str]]]:
+        """References of a pipeline step's command (its component's, or its own inline one): the
+        literal the step gives, or the pipeline input it binds with ${{parent.inputs.x}}. A
+        component's own defaults are judged where the component is linted."""
+
+        def written_at(prefix: tuple, name: str, written: Any) -> tuple:
+            if isinstance(written, dict):
+                return prefix + (name, "value" if "value" in written else "default")
+            return prefix + (name,)
+
+        def bind(ref: str) -> list[tuple[tuple, Any, str]]:
+            head, _, name = ref.partition(".")
+            if head != "inputs" or name not in n_inputs:
+                return []
+            value = _literal(n_inputs[name])
+            bound = REF.fullmatch(value.strip()) if isinstance(value, str) else None
+            if bound is None:
+                return [] if value is None else [(written_at(base + ("inputs",), name, n_inputs[name]), value,
+                                                  f"step '{step}' input '{name}'")]
+            parts = bound.group(1).split(".")
+            if parts[:2] != ["parent", "inputs"] or len(parts) != 3 or parts[2] not in p_inputs:
+                return []
+            outer = _literal(p_inputs[parts[2]])
+            if outer is None or (isinstance(outer, str) and REF.fullmatch(outer.strip())):
+                return []
+            return [(written_at(("inputs",), parts[2], p_inputs[parts[2]]), outer,
+                     f"pipeline input '{parts[2]}' (given to step '{step}' as '{name}')")]
+
+        return bind
 
     def optional_segments(self, ypath: tuple, command: str, inputs: dict) -> None:
         doc = self.doc
@@ -403,12 +497,20 @@ class Checker:
             (self.doc.error if level == "error" else self.doc.warning)(ypath, message, hint)
 
     def env_vars(self, ypath: tuple, env: Any) -> None:
-        if not isinstance(env, dict):
+        self.secret_names(ypath, env, "environment variable")
+
+    def secret_names(self, ypath: tuple, mapping: Any, what: str) -> None:
+        """Keys whose name says they hold a secret and that have a value written here (values that
+        look like secrets by their format are found in every document by ``secrets``)."""
+        if not isinstance(mapping, dict):
             return
-        for key, value in env.items():
-            if SECRET_NAME_RE.search(str(key)) and value not in (None, "") and not str(value).startswith("${{"):
-                self.doc.error(ypath + (key,), f"environment variable '{key}' looks like a secret written in YAML",
-                               "keep secrets in Key Vault or a workspace connection; use a managed identity")
+        for key, value in mapping.items():
+            if isinstance(value, dict):  # a typed input: its default or value is what is written
+                value = value.get("default", value.get("value")) if what == "input" else None
+            if secretscan.secret_value(value) is None:
+                leak = secretscan.name_finding(key, value, what)
+                if leak:
+                    self.doc.error(ypath + (key,), leak, secretscan.HINT)
 
     # -------------------------------------------------------------- per kind
     def command_job(self, d: dict | None = None, ypath: tuple = (), *, inline_node: bool = False) -> None:
@@ -419,6 +521,8 @@ class Checker:
         if isinstance(d.get("command"), str):
             self.command(ypath + ("command",), d["command"], inputs, outputs, component=False)
             self.script(ypath + ("command",), d["command"], code_dir)
+            if not inline_node:  # a pipeline's steps are judged with the values that reach them
+                self.pasted(d["command"], self.literal_bindings(inputs))
         elif not inline_node:
             self.doc.error(ypath, "a command job needs a command", "add command: python train.py ...")
         p = self.distribution(ypath + ("distribution",), d.get("distribution"))
@@ -450,6 +554,7 @@ class Checker:
         inputs = d.get("inputs") if isinstance(d.get("inputs"), dict) else {}
         outputs = d.get("outputs") if isinstance(d.get("outputs"), dict) else {}
         self.input_names(("inputs",), inputs)
+        self.secret_names(("inputs",), inputs, "input")
         for name, spec in inputs.items():
             if not isinstance(spec, dict):
                 doc.error(("inputs", name), f"component input '{name}' needs a type",
@@ -473,6 +578,7 @@ class Checker:
         if isinstance(d.get("command"), str):
             self.command(("command",), d["command"], inputs, outputs, component=True)
             self.script(("command",), d["command"], code_dir)
+            self.pasted(d["command"], self.literal_bindings(inputs))
         else:
             doc.error((), "a command component needs a command")
         self.distribution(("distribution",), d.get("distribution"))
@@ -487,6 +593,7 @@ class Checker:
         if not isinstance(jobs, dict) or not jobs:
             doc.error(("jobs",), "a pipeline needs jobs", "add jobs: {step_name: {component: ...}}")
             return
+        self.secret_names(("inputs",), p_inputs, "input")
         settings = d.get("settings") if isinstance(d.get("settings"), dict) else {}
         default_compute = settings.get("default_compute") or d.get("compute")
         components: dict[str, dict | None] = {}
@@ -500,6 +607,7 @@ class Checker:
             components[step] = comp
             n_inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
             n_outputs = node.get("outputs") if isinstance(node.get("outputs"), dict) else {}
+            self.secret_names(base + ("inputs",), n_inputs, "input")
             for name, value in n_inputs.items():
                 for ref in REF.findall(str(value)) if isinstance(value, (str, dict)) else []:
                     self.parent_ref(base + ("inputs", name), ref, p_inputs, p_outputs, jobs, step, edges)
@@ -532,6 +640,8 @@ class Checker:
                                   f"add inputs: {{{name}: ...}} to the step")
             elif node.get("type") == "command" and "command" in node:
                 self.command_job(node, base, inline_node=True)
+            step_command = comp.get("command") if comp is not None else node.get("command")
+            self.pasted(step_command, self.step_bindings(step, base, n_inputs, p_inputs))
             p = self.distribution(base + ("distribution",), node.get("distribution"))
             nodes = self.resources(base + ("resources",), node.get("resources"))
             dist = node.get("distribution") or (comp or {}).get("distribution")
@@ -613,6 +723,7 @@ class Checker:
                         doc.error(("inputs", name), f"binds ${{{{{ref}}}}} but the search space has no '{param}'",
                                   _close(param, [str(k) for k in space]))
         self.input_names(("inputs",), inputs)
+        self.secret_names(("inputs",), inputs, "input")
         trial = d.get("trial")
         if isinstance(trial, dict):
             command = trial.get("command")
@@ -620,6 +731,7 @@ class Checker:
                 used.update(n for h, _, n in (r.partition(".") for r in REF.findall(command)) if h == "search_space")
                 self.command(("trial", "command"), command, inputs, outputs, component=False,
                              namespaces=("inputs", "outputs", "search_space"), search_space=space)
+                self.pasted(command, self.literal_bindings(inputs, space))
                 self.script(("trial", "command"), command, self.code(("trial", "code"), trial.get("code")))
             p = self.distribution(("trial", "distribution"), trial.get("distribution"))
             nodes = self.resources(("trial", "resources"), trial.get("resources"))

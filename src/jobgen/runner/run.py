@@ -17,7 +17,7 @@ import yaml
 
 from .. import paths
 from ..errors import JobgenError
-from ..values import parse_set_value
+from ..values import apply_sets
 from ..yamlio import load_located
 from .catalog import find_catalog, load_catalog
 from .launch import Launch
@@ -36,28 +36,6 @@ class Options:
     json: bool = False
     catalog: Path | None = None
     lint: bool = True
-
-
-def apply_sets(data: dict, sets: list[str]) -> dict:
-    """`--set a.b=c` on the job YAML itself, as `az ml job create --set` does."""
-    for assignment in sets:
-        if "=" not in assignment:
-            raise JobgenError(f"--set expects PATH=VALUE, got '{assignment}'", where="--set",
-                              hint="e.g. --set resources.instance_count=2")
-        dotted, raw = assignment.split("=", 1)
-        parts = [p for p in dotted.strip().split(".")]
-        if not all(parts):
-            raise JobgenError(f"malformed --set path '{dotted}'", where="--set")
-        cursor = data
-        for part in parts[:-1]:
-            nxt = cursor.get(part)
-            if nxt is None:
-                nxt = cursor[part] = {}
-            if not isinstance(nxt, dict):
-                raise JobgenError(f"--set {dotted}: '{part}' is not a mapping", where="--set")
-            cursor = nxt
-        cursor[parts[-1]] = parse_set_value(raw)
-    return data
 
 
 def mlflow_store() -> str:
