@@ -284,3 +284,110 @@ def test_code_snapshot_lands_in_azurite(monkeypatch, cli):
         container = fake.pending_uploads[-1]["container"]
         names = [b for b in azurite.list_blobs(container)]
         assert any(n.endswith("train.py") for n in names) and not any("__pycache__" in n for n in names)
+
+
+# ------------------------------------------------------------------ a service principal with no network
+
+SP_SECRET = "sp-secret-never-shown-0123456789"
+
+
+@pytest.fixture
+def service_principal(cli, fake, monkeypatch, tmp_path):
+    """AZURE_CLIENT_ID/TENANT_ID/CLIENT_SECRET set, as CI sets them, and the real DefaultAzureCredential
+    (managed identity excluded: its probe would call a link-local address; instance discovery off: it
+    would ask login.microsoftonline.com; no retries, to keep the test short) behind the real MLClient.
+    Returns a function that points the sign-in service at a host, submits, and gives (rc, out, err)."""
+    from azure.identity import DefaultAzureCredential
+
+    from jobgen import cloud
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no Azure CLI / developer CLI token cache here
+    monkeypatch.setenv("PATH", "/nonexistent")
+    for key, value in (("AZURE_CLIENT_ID", "11111111-1111-1111-1111-111111111111"),
+                       ("AZURE_TENANT_ID", "22222222-2222-2222-2222-222222222222"), ("AZURE_CLIENT_SECRET", SP_SECRET)):
+        monkeypatch.setenv(key, value)
+
+    def run(authority_host):
+        monkeypatch.setenv("AZURE_AUTHORITY_HOST", authority_host)
+        credential = DefaultAzureCredential(exclude_managed_identity_credential=True, disable_instance_discovery=True,
+                                            retry_total=0)
+        monkeypatch.setattr(cloud, "make_client", lambda ws, credential_=None, **kw: _with_credential(fake, credential))
+        rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"), *WS)
+        assert not fake.jobs and SP_SECRET not in out + err
+        return rc, out, err
+
+    return run
+
+
+def test_service_principal_without_network_says_the_sign_in_service_is_unreachable(service_principal):
+    closed = _closed_port()
+    rc, out, err = service_principal(f"https://127.0.0.1:{closed}")  # connection refused
+    _one_line(rc, err, "cannot reach Azure's sign-in service", f"127.0.0.1:{closed}", "connection refused",
+              "network", "proxy", "DNS")
+    assert "not logged in" not in err and "az login" not in err
+
+
+def test_service_principal_whose_sign_in_name_does_not_resolve(service_principal, monkeypatch):
+    """The name lookup fails in this process (socket.getaddrinfo answers only for loopback): no DNS
+    query leaves the machine."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host in ("127.0.0.1", "localhost", "::1"):
+            return real(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,login.invalid")  # straight to the (failing) lookup
+    rc, out, err = service_principal("https://login.invalid")
+    _one_line(rc, err, "cannot reach Azure's sign-in service", "login.invalid", "could not be resolved", "DNS")
+    assert "not logged in" not in err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DAC = ("DefaultAzureCredential failed to retrieve a token from the included credentials.\nAttempted credentials:\n"
+       "\tEnvironmentCredential: Authentication failed: {}\nTo mitigate this issue, please refer to the "
+       "troubleshooting guidelines here at https://aka.ms/azsdk/python/identity/defaultazurecredential/troubleshoot.")
+
+
+@pytest.mark.parametrize("message,expected", [
+    (DAC.format("HTTPSConnection(host='login.microsoftonline.com', port=443): Failed to resolve "
+                "'login.microsoftonline.com' ([Errno -3] Temporary failure in name resolution)"),
+     ["cannot reach Azure's sign-in service", "login.microsoftonline.com", "could not be resolved"]),
+    (DAC.format("HTTPSConnectionPool(host='login.microsoftonline.com', port=443): Max retries exceeded with url: "
+                "/t/oauth2/v2.0/token (Caused by NewConnectionError(...: [Errno 11001] getaddrinfo failed))"),
+     ["cannot reach Azure's sign-in service", "login.microsoftonline.com", "could not be resolved"]),
+    (DAC.format("<urllib3.connection.HTTPSConnection object>: Failed to establish a new connection: "
+                "[Errno -2] Name or service not known"),
+     ["cannot reach Azure's sign-in service", "could not be resolved"]),
+    (DAC.format("HTTPSConnection(host='10.0.0.1', port=443): Failed to establish a new connection: "
+                "[Errno 111] Connection refused"),
+     ["cannot reach Azure's sign-in service", "10.0.0.1:443", "connection refused"]),
+    ("DefaultAzureCredential failed to retrieve a token from the included credentials.\nAttempted credentials:\n"
+     "\tEnvironmentCredential: EnvironmentCredential authentication unavailable. Environment variables are not "
+     "fully configured.\n\tManagedIdentityCredential: ManagedIdentityCredential authentication unavailable, no "
+     "response from the IMDS endpoint.\n\tAzureCliCredential: Azure CLI not found on path",
+     ["not logged in to Azure", "az login"]),
+])
+def test_sign_in_failures_are_told_apart(message, expected):
+    """Which line a credential's failure gets: a network or name-lookup failure on the way to the
+    sign-in service is not a missing login, and a missing login is not a network failure."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from jobgen import cloud
+
+    error = cloud.explain(ClientAuthenticationError(message=message), None)
+    line = error.line()
+    assert len(line.splitlines()) == 1
+    for text in expected:
+        assert text in line, line
+    assert ("not logged in" in line) == ("not logged in" in expected[0])

@@ -135,14 +135,16 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
                   "principal; in CI use OpenID Connect with azure/login)")
     status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, CredentialUnavailableError) or (isinstance(exc, ClientAuthenticationError) and status is None):
-        # no HTTP answer at all: the credential chain found nothing to sign in with
+        # no HTTP answer at all: the sign-in service could not be reached, or there was nothing to sign in with
+        unreachable = _sign_in_unreachable(exc, where)
+        if unreachable:
+            return unreachable
         return JobgenError("not logged in to Azure: no credential could be found (DefaultAzureCredential tried "
                            "environment variables, workload and managed identity, Azure CLI, ...)", where=where,
                            hint=login_hint)
     for inner in _chain(exc):
-        if isinstance(inner, (ServiceRequestError, ServiceResponseError)) or re.search(
-                r"Failed to establish a new connection|Connection refused|Max retries exceeded|Name or service not "
-                r"known|timed out", _message(inner)):
+        if isinstance(inner, (ServiceRequestError, ServiceResponseError)) or NO_CONNECTION.search(_message(inner)) \
+                or NO_NAME.search(_message(inner)):
             return JobgenError(f"cannot reach Azure after retries: {_message(inner)}", where=where,
                                hint="check the network, proxy (HTTPS_PROXY) and firewall, then submit again")
     if status == 401 or isinstance(exc, ClientAuthenticationError):
@@ -204,6 +206,39 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+NO_NAME = re.compile(r"Name or service not known|Temporary failure in name resolution|getaddrinfo failed|"
+                     r"Failed to resolve|nodename nor servname provided|No address associated with hostname", re.I)
+NO_CONNECTION = re.compile(r"Failed to establish a new connection|Connection refused|Connection aborted|"
+                           r"Max retries exceeded|timed out|Network is unreachable|No route to host", re.I)
+HOST = re.compile(r"Failed to resolve '([^']+)'|host='([^']+)', port=(\d+)")
+
+
+def _sign_in_unreachable(exc: BaseException, where: str) -> JobgenError | None:
+    """A credential that got no answer from Azure's sign-in service (Entra ID) because the network,
+    proxy or name lookup failed: DefaultAzureCredential's EnvironmentCredential (a service
+    principal) raises ClientAuthenticationError with no status and the connection error in its text.
+    The line names the host and the kind of failure, never the credential's own message."""
+    text = "\n".join(str(e) for e in _chain(exc))
+    if NO_NAME.search(text):
+        name, _ = _failed_host(text)
+        detail = f": the name {name} could not be resolved" if name else ": a name could not be resolved"
+    elif NO_CONNECTION.search(text):
+        name, port = _failed_host(text)
+        kind = ("connection refused" if re.search("Connection refused", text, re.I) else
+                "the connection timed out" if re.search("timed out", text, re.I) else "no connection")
+        detail = f" at {name}:{port}: {kind}" if name and port else f": {kind}"
+    else:
+        return None
+    return JobgenError(f"cannot reach Azure's sign-in service{detail}", where=where,
+                       hint="check the network, the proxy (HTTPS_PROXY, NO_PROXY) and DNS, then submit again")
+
+
+def _failed_host(text: str) -> tuple[str | None, str | None]:
+    """(host, port) of the connection that failed, as urllib3 names it in its errors."""
+    found = HOST.search(text)
+    if not found:
+        return None, None
+    return found.group(1) or found.group(2), found.group(3)
 
 
 def _model_missing(context: dict, where: str) -> JobgenError:
