@@ -266,6 +266,124 @@ def test_a_registered_model_serves_from_its_registry_layout(models, tmp_path, mo
     assert scorer.score_json(json.dumps([ROW]))["predictions"][0]["class"] in ("Adelie", "Chinstrap", "Gentoo")
 
 
+# ------------------------------------------------------------------ hostile numbers
+
+@pytest.fixture(scope="module")
+def trained(models):
+    """A penguins model trained by train.py (one process, two epochs) and exported to ONNX: its
+    model.json holds the ranges of the training rows."""
+    from helpers import runs
+
+    root = models["root"]
+    result = runs.run("train.py", ["--task", "penguins", "--data", root / "penguins.csv", "--epochs", "2",
+                                   "--batch-size", "16", "--precision", "fp32", "--model-dir", root / "tm",
+                                   "--checkpoint-dir", root / "tc"], root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return exported(root / "tm", root / "penguins.csv", root / "trained-onnx", int8=False)
+
+
+def _ranges(folder: Path) -> dict:
+    return json.loads((folder / "model.json").read_text())["preprocessing"]["ranges"]
+
+
+def test_training_records_the_ranges_of_its_training_rows(models, trained):
+    from trainkit import data as data_mod
+
+    meta = json.loads((models["root"] / "tm" / "model.json").read_text())
+    frame = data_mod.read_penguins(models["root"] / "penguins.csv")
+    train_idx, _ = data_mod.split_indices(len(frame), meta["training"]["seed"])
+    rows = frame.iloc[train_idx.numpy()]
+    expected = {name: [float(rows[name].min()), float(rows[name].max())] for name in data_mod.PENGUIN_FEATURES[1:]}
+    assert meta["preprocessing"]["ranges"] == expected  # raw units (grams, millimetres), not the model's scale
+    assert 2500 < expected["body_mass_g"][0] < expected["body_mass_g"][1] < 6500
+    assert _ranges(trained) == expected  # the ONNX folder serves on its own: the export copies them
+
+
+def _row(**fields) -> str:
+    """One request body with ROW's fields, some replaced by raw JSON text (NaN, 1e400, ...)."""
+    parts = [f'"{k}": {fields.pop(k) if k in fields else json.dumps(v)}' for k, v in ROW.items()]
+    return '{"data": [%s, {%s}]}' % (json.dumps(ROW), ", ".join(parts))
+
+
+@pytest.mark.parametrize("body,texts", [
+    (_row(bill_length_mm="NaN"), ["row 1: bill_length_mm", "NaN"]),
+    (_row(body_mass_g="Infinity"), ["row 1: body_mass_g", "Infinity"]),
+    (_row(flipper_length_mm="-Infinity"), ["row 1: flipper_length_mm", "-Infinity"]),
+    (_row(bill_depth_mm="1e400"), ["row 1: bill_depth_mm", "finite"]),  # json.loads makes it inf
+    (_row(body_mass_g=str(10 ** 400)), ["row 1: body_mass_g", "401-digit"]),  # float() overflows
+    (_row(body_mass_g="1" * 5000), ["integer with too many digits"]),  # past Python's int parsing limit
+    (_row(island='["Biscoe"]'), ["row 1: island", "must be one of Biscoe, Dream, Torgersen", "a list"]),
+    (_row(island='{"name": "Biscoe"}'), ["row 1: island", "an object"]),
+    (_row(bill_length_mm='[1, 2]'), ["row 1: bill_length_mm", "must be a number", "a list"]),
+    ('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", ["nested"]),
+])
+def test_hostile_numbers_and_shapes_are_400_naming_the_row_and_field(trained, body, texts):
+    from trainkit.serving import Scorer, ScoringError
+
+    with pytest.raises(ScoringError) as info:
+        Scorer(trained).score_json(body)
+    assert info.value.status == 400, info.value.message
+    assert len(info.value.message.splitlines()) == 1 and len(info.value.message) < 300
+    for text in texts:
+        assert text in info.value.message, info.value.message
+
+
+def test_numbers_outside_the_training_range_are_refused(trained):
+    """Accepted: the training rows' range widened by half its span on each side."""
+    from trainkit.serving import Scorer, ScoringError
+
+    scorer = Scorer(trained)
+    ranges = _ranges(trained)
+    for name, (low, high) in ranges.items():
+        span = high - low
+        for inside in (low - 0.49 * span, high + 0.49 * span, low, high):
+            assert scorer.score_json(json.dumps({"data": [dict(ROW, **{name: inside})]}))["predictions"]
+        for outside in (low - 0.51 * span, high + 0.51 * span):
+            with pytest.raises(ScoringError) as info:
+                scorer.score_json(json.dumps({"data": [ROW, dict(ROW, **{name: outside})]}))
+            accepted = f"{low - span / 2:g}-{high + span / 2:g}"
+            assert info.value.status == 400
+            assert info.value.message == (f"row 1: {name} {outside:g} is outside what this model was trained on "
+                                          f"({low:g}-{high:g}; accepted {accepted})")
+    low, high = ranges["body_mass_g"]
+    with pytest.raises(ScoringError) as info:
+        scorer.score_json(json.dumps({"data": [dict(ROW, body_mass_g=1e9)]}))
+    accepted = f"{low - (high - low) / 2:g}-{high + (high - low) / 2:g}"
+    assert info.value.message == (f"row 0: body_mass_g 1e+09 is outside what this model was trained on "
+                                  f"({low:g}-{high:g}; accepted {accepted})")
+
+
+def test_a_model_folder_without_ranges_still_scores(models, tmp_path):
+    """A folder written before ranges were recorded: any finite number scores, non-finite ones are refused."""
+    import shutil
+
+    from trainkit.serving import Scorer, ScoringError
+
+    folder = shutil.copytree(models["penguins"], tmp_path / "old")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["preprocessing"].pop("ranges", None)
+    (folder / "model.json").write_text(json.dumps(meta))
+    scorer = Scorer(folder)
+    assert scorer.score_json(json.dumps({"data": [dict(ROW, body_mass_g=1e9)]}))["predictions"]
+    for body in (_row(body_mass_g="NaN"), _row(body_mass_g=str(10 ** 400))):
+        with pytest.raises(ScoringError) as info:
+            scorer.score_json(body)
+        assert info.value.status == 400 and info.value.message.startswith("row 1: body_mass_g")
+
+
+@pytest.mark.parametrize("body,text", [
+    ('{"images": ["QUFB"], "scale": NaN}', "NaN"),
+    ('{"images": ["QUFB"], "scale": -Infinity}', "-Infinity"),
+    ('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested"),
+])
+def test_image_requests_refuse_nan_literals_and_deep_nesting(models, body, text):
+    from trainkit.serving import Scorer, ScoringError
+
+    with pytest.raises(ScoringError) as info:
+        Scorer(models["images"]).score_json(body)
+    assert info.value.status == 400 and text in info.value.message, info.value.message
+
+
 # ------------------------------------------------------------------ the real server
 
 def _post(port, body, method="POST", content_type="application/json"):
@@ -306,6 +424,10 @@ def test_inference_server_scores_and_refuses_bad_requests(server, models):
     assert status == 200 and answer["predictions"][0]["class"] in ("chickens", "turkeys")
     status, answer = _post(port, b"GIF89a...", content_type="application/octet-stream")
     assert status == 415 and "not a JPEG or PNG" in answer["error"]
+    status, answer = _post(port, json.dumps({"images": [b64(image)], "scale": float("nan")}).encode())  # NaN literal
+    assert status == 400 and "NaN" in answer["error"]
+    status, answer = _post(port, b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert status == 400 and "nested too deeply" in answer["error"]
     text = log.read_text(errors="replace")
     assert "Traceback" not in text
     import os
@@ -315,6 +437,28 @@ def test_inference_server_scores_and_refuses_bad_requests(server, models):
     # one worker: the model's threads have every core (the CPU provider's also spin between operators)
     cores = len(os.sched_getaffinity(0))
     assert f"; {provider_plan()}, {cores} threads" in text
+
+
+def test_inference_server_refuses_hostile_penguin_rows(trained, models):
+    """Through azureml-inference-server-http, as a deployment answers: each a 400 with its one line."""
+    from jobgen import serve
+
+    port = serve.free_port()
+    with open(models["root"] / "penguins-server.log", "wb") as log:
+        proc = serve.start(trained, port, log=log)
+        try:
+            assert _post(port, json.dumps({"data": [ROW]}).encode())[0] == 200
+            for body, text in [(_row(bill_length_mm="NaN"), "row 1: bill_length_mm is not a finite number (NaN)"),
+                               (_row(body_mass_g=str(10 ** 400)), "row 1: body_mass_g is a 401-digit integer"),
+                               (_row(island='["Biscoe"]'), "row 1: island must be one of"),
+                               (_row(body_mass_g="1e9"), "row 1: body_mass_g 1e+09 is outside what this model"),
+                               ('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply")]:
+                status, answer = _post(port, body.encode())
+                assert status == 400 and text in answer["error"], answer
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert "Traceback" not in (models["root"] / "penguins-server.log").read_text(errors="replace")
 
 
 def test_server_workers_share_the_cores(models, monkeypatch):

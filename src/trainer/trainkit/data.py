@@ -205,9 +205,20 @@ def load_images(root: Path, size: int = IMAGE_SIZE, verify: bool = True, cache: 
 
 # ------------------------------------------------------------------ penguins
 
-def penguin_preprocessing() -> dict[str, Any]:
-    return {"kind": "tabular", "features": list(PENGUIN_FEATURES), "scale": dict(PENGUIN_SCALE),
-            "island_codes": {name: i for i, name in enumerate(PENGUIN_ISLANDS)}}
+def penguin_preprocessing(ranges: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """The features, their scaling and the island codes; with `ranges` (penguin_ranges of the
+    training rows) the scorer also refuses numbers far outside what the model was trained on."""
+    pre = {"kind": "tabular", "features": list(PENGUIN_FEATURES), "scale": dict(PENGUIN_SCALE),
+           "island_codes": {name: i for i, name in enumerate(PENGUIN_ISLANDS)}}
+    if ranges is not None:
+        pre["ranges"] = ranges
+    return pre
+
+
+def penguin_ranges(frame) -> dict[str, list[float]]:
+    """[min, max] of each numeric feature over these rows, in the CSV's units (before scaling)."""
+    return {name: [float(frame[name].min()), float(frame[name].max())] for name in PENGUIN_FEATURES
+            if name != "island"}
 
 
 def find_csv(path: Path) -> Path:
@@ -288,8 +299,9 @@ def load_penguins(path: Path, seed: int) -> TaskData:
     x = penguin_features(frame)
     y = torch.tensor([PENGUIN_SPECIES.index(s) for s in frame["species"]], dtype=torch.long)
     train_idx, val_idx = split_indices(len(frame), seed)  # 70/30 with a fixed seed
+    ranges = penguin_ranges(frame.iloc[train_idx.numpy()])
     return TaskData(TensorDataset(x[train_idx], y[train_idx]), TensorDataset(x[val_idx], y[val_idx]),
-                    list(PENGUIN_SPECIES), [len(PENGUIN_FEATURES)], penguin_preprocessing())
+                    list(PENGUIN_SPECIES), [len(PENGUIN_FEATURES)], penguin_preprocessing(ranges))
 
 
 def load_task(task: str, data: Path, seed: int, image_size: int = IMAGE_SIZE, cache: str = "auto") -> TaskData:

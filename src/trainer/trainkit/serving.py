@@ -7,7 +7,10 @@ Requests (JSON):
   images:   {"images": ["<base64 JPEG or PNG>", ...]}                 (or {"image": "<base64>"}),
             or one JPEG/PNG file as the body (Content-Type image/jpeg, image/png, application/octet-stream)
 Answer: {"predictions": [{"class": "Gentoo", "probability": 0.97}, ...]}
-Bad input is a ScoringError with an HTTP status (400, 405, 413, 415), never a 500.
+Bad input is a ScoringError with an HTTP status (400, 405, 413, 415), never a 500: that includes
+NaN and Infinity (which Python's json reads, though JSON has neither), deep nesting, numbers
+too large for a float and, when model.json records the training rows' ranges, numbers far
+outside them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import binascii
 import io
 import json
 import logging
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ MAX_ROWS = 1000
 MAX_IMAGES = 32
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a decompression bomb is refused before it is decoded
+LARGEST = float(np.finfo(np.float32).max)  # the model's input is float32: beyond this a number is infinite
 
 
 class ScoringError(Exception):
@@ -168,6 +174,9 @@ class Scorer:
             # (pixel / 255 - mean) / std = pixel * scale + shift, per channel
             self.scale = (1.0 / (255.0 * std)).astype(np.float32)
             self.shift = (-mean / std).astype(np.float32)
+        else:  # per column, in order: (name, scale, lowest and highest number accepted)
+            self.fields = {field.name: field for field in penguin_fields(self.pre)}
+            self.checks = tuple((f.name, f.scale, f.low, f.high) for f in self.fields.values())
 
     def _init_torch(self, model_dir: Path, threads: int) -> None:
         import torch
@@ -206,23 +215,30 @@ class Scorer:
             raise ScoringError(400, "no rows to score")
         if len(rows) > MAX_ROWS:
             raise ScoringError(413, f"{len(rows)} rows; at most {MAX_ROWS} per request")
-        features = self.pre["features"]
-        codes = self.pre["island_codes"]
-        out = np.empty((len(rows), len(features)), dtype=np.float32)
+        codes, checks = self.pre["island_codes"], self.checks
+        flat: list[float] = []
+        add = flat.append
         for i, row in enumerate(rows):
-            for j, name in enumerate(features):
+            for name, scale, low, high in checks:
                 if name not in row:
-                    raise ScoringError(400, f"row {i} has no field {name!r} (each row needs {', '.join(features)})")
+                    raise ScoringError(400, f"row {i} has no field {name!r} (each row needs "
+                                            f"{', '.join(self.pre['features'])})")
                 value = row[name]
-                if name == "island":
-                    if value not in codes:
-                        raise ScoringError(400, f"row {i}: unknown island {value!r} (one of {', '.join(codes)})")
-                    out[i, j] = codes[value]
-                else:
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise ScoringError(400, f"row {i}: field {name!r} must be a number, got {value!r}")
-                    out[i, j] = float(value) / self.pre["scale"][name]
-        return out
+                if scale is None:  # the island, a name
+                    if value.__class__ is not str or value not in codes:
+                        raise ScoringError(400, bad_island(i, value, codes))
+                    add(codes[value])
+                    continue
+                if value.__class__ is bool or not isinstance(value, (int, float)):
+                    raise ScoringError(400, f"row {i}: {name} must be a number, got {shown(value)}")
+                try:
+                    number = float(value)
+                except OverflowError:  # an integer past a float's range
+                    number = math.inf
+                if not low <= number <= high:  # NaN compares false
+                    raise ScoringError(400, refused_number(i, self.fields[name], value, number))
+                add(number / scale)
+        return np.array(flat, dtype=np.float32).reshape(len(rows), len(checks))
 
     def image_batch(self, payload: Any) -> np.ndarray:
         if not isinstance(payload, dict) or not ("images" in payload or "image" in payload):
@@ -336,10 +352,95 @@ class Scorer:
     def score_json(self, body: bytes | str) -> dict[str, Any]:
         if len(body) > MAX_BODY_BYTES:
             raise ScoringError(413, f"request body is {len(body)} bytes; at most {MAX_BODY_BYTES}")
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ScoringError(400, f"request body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") \
-                from None
-        batch = self.penguin_rows(payload) if self.task == "penguins" else self.image_batch(payload)
+        payload, constants = parse_json(body)
+        # a NaN or Infinity in a penguin's field is refused with its row and field; anywhere else, as such
+        batch = self.penguin_rows(payload) if self.task == "penguins" else None
+        if constants:
+            raise ScoringError(400, f"request body holds {constants[0]}, which JSON does not have: send finite numbers")
+        if batch is None:
+            batch = self.image_batch(payload)
         return {"predictions": self.predict_array(batch), "model": self.model_file.name}
+
+
+# ------------------------------------------------------------------ request checks
+
+def parse_json(body: bytes | str) -> tuple[Any, list[str]]:
+    """The request's JSON and the NaN/Infinity literals in it (Python's json reads them as floats)."""
+    constants: list[str] = []
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return float(name)
+
+    try:
+        return json.loads(body, parse_constant=constant), constants
+    except RecursionError:
+        raise ScoringError(400, "request body is nested too deeply to read") from None
+    except json.JSONDecodeError as exc:
+        raise ScoringError(400, f"request body is not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise ScoringError(400, f"request body is not valid JSON ({exc})") from None
+    except ValueError:  # an integer past Python's limit on digits
+        raise ScoringError(400, "request body holds an integer with too many digits to read (Python's limit: "
+                                "4300 by default)") from None
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input column of the penguins model: what the scorer checks and how it scales it.
+    `scale` None is the island (a name); `low`..`high` is what it accepts, `trained` the training
+    rows' range it came from (None: the model folder records none, so any finite number)."""
+
+    name: str
+    scale: float | None
+    low: float = -LARGEST
+    high: float = LARGEST
+    trained: tuple[float, float] | None = None
+
+
+def penguin_fields(pre: dict[str, Any]) -> list[Field]:
+    """The model's columns in order. A feature with a recorded training range [lo, hi] accepts
+    that range widened by half its span on each side (2700-6300 g accepts 900-8100 g)."""
+    ranges = pre.get("ranges") or {}
+    fields = []
+    for name in pre["features"]:
+        if name == "island":
+            fields.append(Field(name, None))
+        elif name in ranges:
+            lo, hi = (float(v) for v in ranges[name])
+            margin = (hi - lo) / 2
+            fields.append(Field(name, float(pre["scale"][name]), lo - margin, hi + margin, (lo, hi)))
+        else:
+            fields.append(Field(name, float(pre["scale"][name])))
+    return fields
+
+
+def shown(value: Any) -> str:
+    """A value from a request, short enough for a one-line message."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
+    kinds = {list: "a list", dict: "an object", bool: "true or false", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def bad_island(i: int, value: Any, codes: dict[str, int]) -> str:
+    names = ", ".join(codes)
+    if isinstance(value, str):
+        return f"row {i}: unknown island {shown(value)} (one of {names})"
+    return f"row {i}: island must be one of {names}, got {shown(value)}"
+
+
+def refused_number(i: int, field: Field, value: Any, number: float) -> str:
+    """Why `number` (read from `value`) is not accepted for `field`."""
+    where = f"row {i}: {field.name}"
+    if isinstance(value, int) and math.isinf(number):
+        digits = len(str(abs(value))) if value.bit_length() < 14_000 else None
+        return f"{where} is {'a %d-digit' % digits if digits else 'an'} integer, too large for a float"
+    if not math.isfinite(number):
+        name = "NaN" if number != number else ("Infinity" if number > 0 else "-Infinity") + ", or too large for a float"
+        return f"{where} is not a finite number ({name})"
+    if field.trained is None:
+        return f"{where} {number:g} is too large for the model's float32 input"
+    lo, hi = field.trained
+    return (f"{where} {number:g} is outside what this model was trained on ({lo:g}-{hi:g}; "
+            f"accepted {field.low:g}-{field.high:g})")
