@@ -461,6 +461,75 @@ def test_inference_server_refuses_hostile_penguin_rows(trained, models):
     assert "Traceback" not in (models["root"] / "penguins-server.log").read_text(errors="replace")
 
 
+def _server_processes(port: int) -> list:
+    """gunicorn's master and workers bound to 127.0.0.1:<port> (the workers are forks: same command line)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        line = proc.info["cmdline"] or []
+        if any("gunicorn" in part for part in line[:2]) and f"127.0.0.1:{port}" in line:
+            found.append(proc)
+    return found
+
+
+def _port_answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return s.recv(12).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig,rc", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_to_serve_stops_the_whole_server(trained, models, sig, rc):
+    """`generator.py serve` told to stop (SIGTERM from a process manager, Ctrl-C in a terminal) stops
+    gunicorn and its workers and frees the port; only the generator gets the signal."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from jobgen import serve
+
+    port = serve.free_port()
+    generator = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "generator.py"), "serve",
+                                  str(trained), "--port", str(port)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+    server = []
+    try:
+        deadline = time.monotonic() + 120
+        while not _port_answers(port):
+            assert generator.poll() is None and time.monotonic() < deadline, generator.stderr.read().decode()
+            time.sleep(0.2)
+        server = _server_processes(port)
+        assert len(server) >= 2  # the master and one worker
+        generator.send_signal(getattr(signal, sig))
+        assert generator.wait(timeout=20) == rc
+        _, alive = psutil.wait_procs(server, timeout=3)
+        assert not alive and not _server_processes(port)
+        assert not _port_answers(port)
+        with socket.socket() as s:  # nobody listens on it: it can be bound again
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+        assert "Traceback" not in generator.stderr.read().decode(errors="replace")
+    finally:
+        for proc in [*server, *_server_processes(port)]:  # what a failure would leave behind
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        if generator.poll() is None:
+            generator.kill()
+        generator.wait()
+
+
 def test_server_workers_share_the_cores(models, monkeypatch):
     """One worker (Azure's default) gets every core and spinning threads; several share the cores
     out and sleep when idle, so one worker's spinning does not slow another's request."""

@@ -451,18 +451,10 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import subprocess
-
     from . import serve
 
     model_dir = serve.check_model_dir(args.model_dir)
     serve.check_provider(args.provider)
     print(f"serving {paths.display(model_dir)} on http://127.0.0.1:{args.port}/score (Ctrl-C stops)", flush=True)
     env = serve.environment(model_dir, args.variant, workers=args.workers, provider=args.provider)
-    proc = subprocess.Popen(serve.command(args.port, args.workers), env=env, cwd=serve.trainer_dir())
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=30)
-        return 130
+    return serve.run_until_stopped(serve.command(args.port, args.workers), env, serve.trainer_dir())

@@ -4,9 +4,11 @@ server Azure's managed online endpoints run), bound to 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from . import paths
 from .errors import JobgenError
 
 SCORE_SCRIPT = "score.py"
+GRACE_SECONDS = 10.0  # SIGTERM to the server's process group first, SIGKILL after this
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def trainer_dir() -> Path:
@@ -101,8 +105,60 @@ def start(model_dir: Path, port: int, variant: str | None = None, workers: int =
                     return proc
         except OSError:
             time.sleep(0.2)
-    proc.kill()
+    stop(proc, grace=0)
     raise JobgenError("the inference server did not answer within 120 s", where=str(model_dir))
+
+
+def run_until_stopped(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run the server in its own session until it exits, or until this process is told to stop
+    (SIGTERM, SIGHUP, Ctrl-C): then stop the server with all its workers. Returns the server's
+    exit code, or 128 + the signal's number (143 for SIGTERM, 130 for Ctrl-C)."""
+    received: list[int] = []
+    previous = _catch(STOP_SIGNALS, received.append)
+    try:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True)
+        while not received:
+            try:
+                return proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        stop(proc)
+        return 128 + received[0]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _catch(signals, record) -> dict:
+    """Record these signals instead of dying of them (main thread only); returns the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, lambda signum, frame: record(signum)) for sig in signals}
+
+
+def stop(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
+    """Stop a server started in its own session: SIGTERM to its process group (gunicorn's master
+    and its workers), SIGKILL to whatever is left of the group after `grace` seconds."""
+    group = proc.pid  # start_new_session: the server leads its own process group
+    _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the master once it exits, or it stays in the group as a zombie
+        if not _signal_group(group, 0):
+            break
+        time.sleep(0.05)
+    else:
+        _signal_group(group, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send `sig` to the process group; False when no process is left in it."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def free_port() -> int:
