@@ -35,6 +35,7 @@ GRACE_SECONDS = 5.0  # SIGTERM first, SIGKILL after this; the whole stop stays u
 POLL_SECONDS = 0.05
 READ_BYTES = 1024 * 1024  # read a log in pieces of this size ...
 READ_PER_POLL = 16 * READ_BYTES  # ... and at most this much of it per poll
+FINAL_READS = 8  # after the job: at most this many polls' worth of log still to read
 MAX_LINE_BYTES = 16 * 1024  # what is kept of one line (progress bars end lines with \r, not \n)
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
                       "MASTER_ADDR", "MASTER_PORT", "MLFLOW_RUN_ID", "AZUREML_RUN_ID", "AZ_BATCH_MASTER_NODE",
@@ -373,7 +374,7 @@ class Launch:
             time.sleep(POLL_SECONDS)
         self._collect()
         for proc in self.procs:
-            while True:  # everything the process wrote, however much is left
+            for _ in range(FINAL_READS):  # what is left of the log (bounded: a stray writer may go on)
                 before = proc.offset
                 self._tail(proc, final=True)
                 if proc.offset == before:
