@@ -57,6 +57,15 @@ CASES = {
     "bad-timeout": (["--set", "limits.timeout=0"], "--set limits.timeout: must be at least 1", {}),
     "output-under-a-file": (["-o", "{tmp}/afile/out"], "cannot write to output folder", {"afile": "x"}),
     "output-is-a-file": (["-o", "{tmp}/afile"], "output path exists and is not a folder", {"afile": "x"}),
+    "values-billion-laughs": (["-f", "{tmp}/lol.yaml"], "YAML expands to more than 200000 values",
+                              {"lol.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+                                  f"l{i}: &l{i} [" + ", ".join([f"*{'a' if i == 1 else f'l{i - 1}'}"] * 9) + "]\n"
+                                  for i in range(1, 9))}),
+    "values-from-dev-zero": (["-f", "/dev/zero"], "/dev/zero: is not a regular file", {}),
+    "values-nested-too-deep": (["-f", "{tmp}/deep.yaml"], "nested more than 64 levels deep",
+                               {"deep.yaml": "job:\n  tags:\n    x: " + "[" * 900 + "]" * 900 + "\n"}),
+    "values-file-too-large": (["-f", "{tmp}/big.yaml"], "big.yaml: file is over 4 MiB",
+                              {"big.yaml": "job:\n  tags:\n    x: " + "a" * (5 * 1024 * 1024) + "\n"}),
     "unknown-flag": (["--nodez", "2"], "unrecognized arguments: --nodez", {}),
     "check-with-flags": (["--check", "--nodes", "2"], "--check/--all render the definitions under jobs/", {}),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +22,12 @@ except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
 
 YamlPath = tuple  # ("jobs", "train", "inputs", "x") ; list indexes are ints
+
+# What real Azure ML YAML never needs; past these a file is hostile or a mistake, and is refused
+# before it can take the machine's memory or the interpreter's stack.
+MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64  # nested mappings and lists (Azure ML YAML rarely goes past 10)
+MAX_VALUES = 200_000  # keys and values once aliases are expanded ("billion laughs" expands to 10^9)
 
 
 @dataclass
@@ -58,13 +65,25 @@ def load_located(text: str, where: str) -> Located:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise JobgenError(f"not valid YAML: {problem}", where=f"{where}{line}",
                           hint="fix the YAML syntax (indentation, quotes, ':' spacing)") from None
+    except RecursionError:  # the pure-Python composer, without libyaml
+        raise JobgenError(f"YAML is nested more than {MAX_DEPTH} levels deep; refused", where=where,
+                          hint="Azure ML YAML is never that deep") from None
     located = Located(data=None)
     if node is None:
         return located
     located.lines[()] = node.start_mark.line + 1
     constructor = yaml.SafeLoader("")  # only used to build scalars with YAML 1.1 rules
+    count = [0]
 
     def build(n: yaml.Node, path: YamlPath) -> Any:
+        count[0] += 1
+        if count[0] > MAX_VALUES:
+            raise JobgenError(f"YAML expands to more than {MAX_VALUES} values (its aliases repeat anchors); refused",
+                              where=f"{where}:{n.start_mark.line + 1}",
+                              hint="Azure ML YAML is far smaller; write the values out, or use fewer aliases")
+        if len(path) > MAX_DEPTH:
+            raise JobgenError(f"YAML is nested more than {MAX_DEPTH} levels deep; refused",
+                              where=f"{where}:{n.start_mark.line + 1}", hint="Azure ML YAML is never that deep")
         if isinstance(n, yaml.MappingNode):
             constructor.flatten_mapping(n)
             out: dict[Any, Any] = {}
@@ -96,19 +115,35 @@ def load_located(text: str, where: str) -> Located:
     return located
 
 
-def load_file(path: Path) -> Located:
+def read_text(path: Path, where: str | None = None) -> str:
+    """A YAML file's text: a regular file of at most MAX_BYTES, UTF-8. Devices, FIFOs and sockets
+    are refused without reading (``/dev/zero`` never ends, a FIFO may never answer)."""
+    where = where or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise JobgenError("is a folder, expected a YAML file", where=where)
+        if not stat.S_ISREG(info.st_mode):
+            raise JobgenError("is not a regular file (a device, FIFO or socket); refused", where=where,
+                              hint="pass a YAML file")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise JobgenError("file not found", where=str(path),
+        raise JobgenError("file not found", where=where,
                           hint="check the path; relative paths start from the current folder") from None
-    except IsADirectoryError:
-        raise JobgenError("is a folder, expected a YAML file", where=str(path)) from None
-    except UnicodeDecodeError:
-        raise JobgenError("not UTF-8 text", where=str(path), hint="save the file as UTF-8") from None
     except OSError as exc:
-        raise JobgenError(f"cannot read: {exc.strerror}", where=str(path)) from None
-    return load_located(text, str(path))
+        raise JobgenError(f"cannot read: {exc.strerror}", where=where) from None
+    if len(raw) > MAX_BYTES:
+        raise JobgenError(f"file is over {MAX_BYTES // (1024 * 1024)} MiB; refused", where=where,
+                          hint="Azure ML YAML is never that large: check that this is the right file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JobgenError("not UTF-8 text", where=where, hint="save the file as UTF-8") from None
+
+
+def load_file(path: Path) -> Located:
+    return load_located(read_text(path), str(path))
 
 
 # ---------------------------------------------------------------- output helpers

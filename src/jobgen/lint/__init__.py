@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import JobgenError
-from ..yamlio import load_located
+from ..yamlio import load_located, read_text
 from .checks import Checker, _load_plain, detect_kind
 from .model import ERROR, WARNING, Diagnostic, Document
 
@@ -48,9 +48,10 @@ def lint_paths(targets: list[Path], azure: bool = True) -> list[Diagnostic]:
     docs = []
     for f in collect_files(targets):
         try:
-            text = f.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            docs.append(Document(f.resolve(), "", diagnostics=[Diagnostic(paths.display(f), 1, ERROR, "not UTF-8 text")]))
+            text = read_text(f, paths.display(f))
+        except JobgenError as exc:
+            docs.append(Document(f.resolve(), "", diagnostics=[Diagnostic(paths.display(f), 1, ERROR, exc.message,
+                                                                          exc.hint)]))
             continue
         docs.append(Document(f.resolve(), text))
     return lint_documents(docs, azure=azure, explicit=True)
@@ -105,8 +106,8 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
         for ref in checker.referenced:
             if ref not in by_path:
                 try:
-                    extra = Document(ref, ref.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError):
+                    extra = Document(ref, read_text(ref))
+                except JobgenError:
                     continue
                 by_path[ref] = extra
                 _parse(extra)

@@ -865,11 +865,12 @@ def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
 
 @lru_cache(maxsize=256)
 def _load_plain_cached(path: str, mtime: float) -> dict | None:
-    import yaml
+    from ..errors import JobgenError
+    from ..yamlio import load_file
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        data = load_file(Path(path)).data  # bounded: a component file is read like any other
+    except JobgenError:
         return None
     return data if isinstance(data, dict) else None
 

@@ -18,7 +18,7 @@ import yaml
 from .. import paths
 from ..errors import JobgenError
 from ..values import apply_sets
-from ..yamlio import load_located
+from ..yamlio import load_file, load_located, read_text
 from .catalog import find_catalog, load_catalog
 from .launch import Launch
 from . import rundir
@@ -62,11 +62,7 @@ class Runner:
 
     # -------------------------------------------------------------- entry
     def load(self) -> tuple[dict, str]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise JobgenError("file not found", where=str(self.path), hint="pass a rendered job, pipeline or sweep YAML") \
-                from None
+        text = read_text(self.path, paths.display(self.path))
         data = load_located(text, paths.display(self.path)).data
         if not isinstance(data, dict):
             raise JobgenError("not an Azure ML job", where=paths.display(self.path))
@@ -204,11 +200,9 @@ class Runner:
             raise JobgenError(f"component {ref!r} is registered in a workspace; the local runner needs its YAML",
                               where=where, hint="point component: at a local file (e.g. ../../components/train.yml)")
         path = (self.base / ref.removeprefix("file:")).resolve()
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise JobgenError(f"component file {path} does not exist", where=where) from None
-        return data, path.parent
+        if not path.exists():
+            raise JobgenError(f"component file {path} does not exist", where=where)
+        return load_file(path).data, path.parent
 
     def run_pipeline(self, data: dict, run_dir: Path, name: str) -> dict:
         where = paths.display(self.path)

@@ -1,0 +1,76 @@
+"""Hostile input and hard faults: YAML that explodes, files that never end, paths that the shell
+would interpret, a runner killed hard, a job that leaves processes behind. Each probe is
+bounded (memory, time) and stays on this machine."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATOR = [sys.executable, str(ROOT / "generator.py")]
+MEMORY_CAP = 3 * 1024 ** 3  # address space for one probe: a bomb must be refused long before this
+
+
+def billion_laughs() -> str:
+    text = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(1, 9):
+        previous = "a" if i == 1 else f"l{i - 1}"
+        text += f"l{i}: &l{i} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+    return text
+
+
+def capped(*args, cwd=None, timeout=120) -> subprocess.CompletedProcess:
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+    return subprocess.run([*GENERATOR, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=limit, cwd=cwd)
+
+
+def refused(result: subprocess.CompletedProcess, text: str) -> None:
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "Traceback" not in out and "MemoryError" not in out and "RecursionError" not in out, out
+    assert text in out, out
+
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("lol.yml", billion_laughs(), "YAML expands to more than 200000 values"),
+    ("deep.yml", "$schema: x\njobs: " + "[" * 900 + "]" * 900 + "\n", "nested more than 64 levels deep"),
+    ("deep_block.yml", "".join("  " * i + f"k{i}:\n" for i in range(200)) + "  " * 200 + "v\n",
+     "nested more than 64 levels deep"),
+])
+def test_yaml_that_explodes_is_one_line_for_lint_render_and_run(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_text(content)
+    refused(capped("lint", path, "--no-azure"), expected)
+    refused(capped("-f", path, "-o", tmp_path / "out"), expected)
+    refused(capped("run", path, "--run-dir", tmp_path / "r"), expected)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r").exists()
+
+
+def test_devices_and_fifos_are_refused_without_reading(tmp_path):
+    fifo = tmp_path / "job.yml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    for args in (["lint", fifo], ["lint", "/dev/zero"], ["-f", fifo, "-o", tmp_path / "out"],
+                 ["-f", "/dev/zero", "-o", tmp_path / "out"], ["run", fifo], ["submit", "/dev/zero", "--dry-run"]):
+        refused(capped(*args, timeout=60), "is not a regular file (a device, FIFO or socket)")
+    link = tmp_path / "values.yaml"
+    link.symlink_to("/dev/zero")
+    refused(capped("-f", link, "-o", tmp_path / "out", timeout=60), "is not a regular file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lint_folder_with_a_fifo_named_yml_does_not_hang(tmp_path):
+    (tmp_path / "job.yml").write_text("$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+                                      "type: command\ncommand: echo hi\nenvironment: azureml:env@latest\n"
+                                      "compute: azureml:cpu\n")
+    os.mkfifo(tmp_path / "stuck.yml")
+    result = capped("lint", tmp_path, "--no-azure", timeout=60)
+    refused(result, "stuck.yml:1: error: is not a regular file")
