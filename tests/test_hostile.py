@@ -74,3 +74,84 @@ def test_a_lint_folder_with_a_fifo_named_yml_does_not_hang(tmp_path):
     os.mkfifo(tmp_path / "stuck.yml")
     result = capped("lint", tmp_path, "--no-azure", timeout=60)
     refused(result, "stuck.yml:1: error: is not a regular file")
+
+
+# ------------------------------------------------------------------ paths pasted into commands
+
+COPY = '''import argparse, os, pathlib
+p = argparse.ArgumentParser()
+p.add_argument("--file")
+p.add_argument("--folder")
+p.add_argument("--out", required=True)
+a = p.parse_args()
+parts = []
+if a.file:
+    parts.append(pathlib.Path(a.file).read_text().strip())
+if a.folder:
+    parts.append(",".join(sorted(os.listdir(a.folder))))
+pathlib.Path(a.out, "result.txt").write_text("|".join(parts))
+print("copied", parts, flush=True)
+'''
+# `;`, `$( )`, backticks, spaces and a newline at once, in every path the runner binds
+EVIL = "x;touch PWNED; $(touch PWNED) `touch PWNED`\ntouch PWNED"
+
+
+def _component(folder: Path, name: str, command: str, inputs: dict) -> None:
+    import yaml
+
+    (folder / f"{name}.yml").write_text(yaml.safe_dump({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json", "name": name,
+        "version": "1", "type": "command", "code": "./code", "environment": "azureml:env@latest",
+        "inputs": inputs, "outputs": {"out": {"type": "uri_folder"}}, "command": command}))
+
+
+def test_paths_with_shell_characters_are_bound_safely(tmp_path):
+    """The run folder, a data file, a data folder and a step's output, each with `;`, `$( )`,
+    backticks, a space or a newline in its path: the command runs, nothing else does."""
+    import json
+
+    import yaml
+
+    evil = EVIL
+    jobs = tmp_path / "jobs"
+    (jobs / "code").mkdir(parents=True)
+    (jobs / "code" / "copy.py").write_text(COPY)
+    data = tmp_path / f"data {evil}"
+    data.mkdir()
+    (data / f"table {evil}.csv").write_text("a,b\n")
+    (data / "folder").mkdir()
+    (data / "folder" / "part-0.csv").write_text("x")
+    _component(jobs, "first", "python copy.py --file ${{inputs.table}} --folder ${{inputs.parts}} "
+               "--out ${{outputs.out}}", {"table": {"type": "uri_file"}, "parts": {"type": "uri_folder"}})
+    _component(jobs, "second", "python copy.py --folder ${{inputs.previous}} --out ${{outputs.out}}",
+               {"previous": {"type": "uri_folder"}})
+    pipeline = jobs / "pipeline.yml"
+    pipeline.write_text(yaml.safe_dump({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json", "type": "pipeline",
+        "inputs": {"table": {"type": "uri_file", "path": "azureml:table@latest"},
+                   "parts": {"type": "uri_folder", "path": str(data / "folder")}},
+        "outputs": {"final": {"type": "uri_folder"}},
+        "jobs": {"one": {"component": "./first.yml", "inputs": {"table": "${{parent.inputs.table}}",
+                                                                 "parts": "${{parent.inputs.parts}}"}},
+                 "two": {"component": "./second.yml", "inputs": {"previous": "${{parent.jobs.one.outputs.out}}"},
+                         "outputs": {"out": "${{parent.outputs.final}}"}}}}, sort_keys=False))
+    run_dir = tmp_path / f"run {evil}"
+    env = dict(os.environ, JOBGEN_MLFLOW_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = subprocess.run([*GENERATOR, "run", str(pipeline), "--run-dir", str(run_dir), "--no-lint", "--json",
+                             "--data", f"table={data / f'table {evil}.csv'}"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+    summary = json.loads(result.stdout)
+    assert Path(summary["run_dir"]) == run_dir
+    assert (run_dir / "one" / "outputs" / "out" / "result.txt").read_text() == "a,b|part-0.csv"
+    assert (run_dir / "outputs" / "final" / "result.txt").read_text() == "result.txt"
+    commands = [(run_dir / step / "command.txt").read_text() for step in ("one", "two")]
+    assert all(evil not in c for c in commands), commands
+    assert not list(Path(tempfile_dir(), "jobgen-runs").glob("run-*")), "the run folder's alias outlived the run"
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()

@@ -21,6 +21,7 @@ from ..values import apply_sets
 from ..yamlio import load_file, load_located, read_text
 from .catalog import find_catalog, load_catalog
 from .launch import Launch
+from .mounts import BoundPath, Mount
 from . import rundir
 from .progress import Reporter, make_reporter
 from .tasks import Task, TaskResult, bind_inputs, cores, execute, resolve_data, slug
@@ -39,15 +40,18 @@ class Options:
 
 
 def mlflow_store() -> str:
-    """One SQLite store shared by all local runs (`mlflow ui --backend-store-uri <this>`)."""
+    """One SQLite store shared by all local runs (`mlflow ui --backend-store-uri <this>`), made
+    ready for concurrent runs before any job process starts (mlflowstore)."""
     import os
+
+    from .mlflowstore import prepare
 
     uri = os.environ.get("JOBGEN_MLFLOW_URI")
     if uri:
-        return uri
+        return prepare(uri)
     folder = Path("runs").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
+    return prepare(f"sqlite:///{folder / 'mlflow.db'}")
 
 
 class Runner:
@@ -116,6 +120,7 @@ class Runner:
         except OSError as exc:
             raise JobgenError(f"cannot write in the run folder: {exc.strerror}", where=paths.display(run_dir),
                               hint="free disk space (df -h) or choose a --run-dir on another disk") from None
+        self.mount = Mount(run_dir)  # shell-safe paths for ${{inputs.x}} / ${{outputs.y}}
         handlers = self._install_signals()
         start = time.monotonic()
         try:
@@ -130,6 +135,7 @@ class Runner:
                 launch.kill()
             self._restore_signals(handlers)
             self.reporter.close()
+            self.mount.close()
         summary.update({"kind": kind.replace("_job", ""), "run_dir": str(run_dir),
                         "duration_s": round(time.monotonic() - start, 3)})
         try:
@@ -177,7 +183,8 @@ class Runner:
                     environment_variables={str(k): "" if v is None else str(v)
                                            for k, v in (spec.get("environment_variables") or {}).items()},
                     instance_count=int(resources.get("instance_count") or 1), distribution=spec.get("distribution"),
-                    timeout=float(min(timeouts)) if timeouts else None, experiment=self.experiment)
+                    timeout=float(min(timeouts)) if timeouts else None, experiment=self.experiment,
+                    mount=self.mount)
 
     def run_command(self, data: dict, run_dir: Path, name: str) -> dict:
         task = self.command_task(data, self.base, run_dir, name, name)
@@ -211,7 +218,8 @@ class Runner:
         for key, value in p_inputs_spec.items():
             if isinstance(value, dict) and (value.get("type") in ("uri_folder", "uri_file", "mlflow_model",
                                                                   "custom_model", "mltable") or "path" in value):
-                p_inputs[key] = str(resolve_data(str(value["path"]), self.base, self.catalog, f"{where}: inputs.{key}"))
+                p_inputs[key] = BoundPath(resolve_data(str(value["path"]), self.base, self.catalog,
+                                                       f"{where}: inputs.{key}"))
             elif isinstance(value, dict):
                 if value.get("default") is not None:
                     p_inputs[key] = str(value["default"])
@@ -264,9 +272,10 @@ class Runner:
                     if match.group(2) in p_inputs:
                         inputs[in_name] = p_inputs[match.group(2)]
                 elif match:
-                    inputs[in_name] = str(step_outputs[match.group(3)][match.group(4)])
+                    inputs[in_name] = BoundPath(step_outputs[match.group(3)][match.group(4)])
                 elif isinstance(given, str) and (in_spec or {}).get("type") in ("uri_folder", "uri_file"):
-                    inputs[in_name] = str(resolve_data(given, self.base, self.catalog, f"{swhere}: inputs.{in_name}"))
+                    inputs[in_name] = BoundPath(resolve_data(given, self.base, self.catalog,
+                                                             f"{swhere}: inputs.{in_name}"))
                 else:
                     inputs[in_name] = str(given)
             return self.command_task(spec, comp_base, step_dir, f"{name}-{step}", step, inputs=inputs, outputs=outputs)

@@ -17,6 +17,7 @@ from . import rundir
 from .binding import bind, literal
 from .catalog import Catalog
 from .launch import Launch, Outcome, clean_environment
+from .mounts import BoundPath, Mount
 from .progress import Reporter
 from .rundir import RunFolderError
 from .snapshot import snapshot
@@ -39,6 +40,7 @@ class Task:
     timeout: float | None = None
     experiment: str | None = None
     mlflow_run_id: str | None = None
+    mount: Mount | None = None  # how the run folder appears to the command (shell-safe paths)
 
     @property
     def processes(self) -> int:
@@ -74,7 +76,7 @@ def bind_inputs(spec: dict[str, Any] | None, base: Path, catalog: Catalog, where
             if kind in DATA_TYPES or path is not None:
                 if path is None:
                     raise JobgenError(f"input '{name}' has no path", where=where)
-                out[name] = str(resolve_data(str(path), base, catalog, f"{where}: inputs.{name}"))
+                out[name] = BoundPath(resolve_data(str(path), base, catalog, f"{where}: inputs.{name}"))
             elif "default" in value:
                 out[name] = literal(value["default"])
             elif value.get("value") is not None:
@@ -145,6 +147,10 @@ def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: s
                           hint="run 'python generator.py lint' on the file") from None
     try:
         prepare(task)
+        mount = task.mount or Mount(task.run_dir)
+        command = bind(task.command, {name: mount.bind_input(task.run_dir, name, value)
+                                      for name, value in task.inputs.items()},
+                       {name: mount.shown(path) for name, path in outputs.items()})
         (task.run_dir / "command.txt").write_text(command + "\n")
     except (RunFolderError, OSError) as exc:
         return _not_started(task, reporter, outputs, exc)
