@@ -155,3 +155,97 @@ def tempfile_dir() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+# ------------------------------------------------------------------ nothing outlives a run
+
+DAEMON = '''import os, sys, time
+if os.fork():
+    sys.exit(0)
+os.setsid()
+if os.fork():
+    sys.exit(0)
+time.sleep(300)
+'''
+SLEEPER = '''import sys, time
+print("started", flush=True)
+time.sleep(300)
+'''
+
+
+def _probe_job(folder: Path, command: str, **fields) -> Path:
+    import yaml
+
+    code = folder / "code"
+    code.mkdir(exist_ok=True)
+    (code / "daemon.py").write_text(DAEMON)
+    (code / "sleeper.py").write_text(SLEEPER)
+    spec = {"$schema": "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json", "type": "command",
+            "code": "./code", "command": command, "environment": "azureml:env@latest", "compute": "azureml:cpu"}
+    spec.update(fields)
+    path = folder / "job.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _alive(marker: str) -> list:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in " ".join(proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def _gone(marker: str, within: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not _alive(marker):
+            return True
+        time.sleep(0.1)
+    for proc in _alive(marker):  # leave nothing behind for the next test
+        proc.kill()
+    return False
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGHUP"])
+def test_the_ranks_and_their_children_die_with_the_runner(tmp_path, sig):
+    import signal
+    import time
+    import uuid
+
+    marker = f"probe-{uuid.uuid4().hex[:12]}"
+    path = _probe_job(tmp_path, f"python -c 'import time; time.sleep(300)' {marker} & python sleeper.py {marker}",
+                      distribution={"type": "pytorch", "process_count_per_instance": 2})
+    runner = subprocess.Popen([*GENERATOR, "run", str(path), "--run-dir", str(tmp_path / "r"), "--no-lint", "-q"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                              env=dict(os.environ, JOBGEN_MLFLOW_URI=f"sqlite:///{tmp_path / 'm.db'}"))
+    logs = [tmp_path / "r" / "user_logs" / f"std_log_process_{rank:02d}.txt" for rank in (0, 1)]
+    deadline = time.monotonic() + 60
+    while not all(log.exists() and "started" in log.read_text() for log in logs):
+        assert time.monotonic() < deadline and runner.poll() is None, "the job did not start"
+        time.sleep(0.05)
+    assert len(_alive(marker)) >= 4  # two ranks, each with a background child
+    runner.send_signal(getattr(signal, sig))
+    runner.wait(timeout=30)
+    assert _gone(marker, within=10), f"processes of the job outlived the runner ({sig})"
+
+
+def test_a_job_s_background_processes_and_daemons_end_with_it(tmp_path):
+    import uuid
+
+    marker = f"probe-{uuid.uuid4().hex[:12]}"
+    path = _probe_job(tmp_path, f"python -c 'import time; time.sleep(300)' {marker} & python daemon.py {marker}; "
+                      "echo job done")
+    result = subprocess.run([*GENERATOR, "run", str(path), "--run-dir", str(tmp_path / "r"), "--no-lint", "-q"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env=dict(os.environ, JOBGEN_MLFLOW_URI=f"sqlite:///{tmp_path / 'm.db'}"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "job done" in (tmp_path / "r" / "user_logs" / "std_log_process_00.txt").read_text()
+    assert _gone(marker, within=1), "a background process or a daemon outlived its job"

@@ -66,6 +66,16 @@ exit $rc
 
 
 LINE_END = re.compile(rb"\r\n|\r|\n")
+GUARD = Path(__file__).with_name("guard.py")
+_LIFELINE: list[int] = []
+
+
+def lifeline() -> int:
+    """The read end of a pipe whose write end only this process holds (both are closed on exec):
+    every guard gets the read end, and reads end-of-file when the runner is gone."""
+    if not _LIFELINE:
+        _LIFELINE.extend(os.pipe())
+    return _LIFELINE[0]
 
 
 def free_port() -> int:
@@ -205,10 +215,14 @@ class Launch:
                               hint="use pytorch or mpi (or none) to run here")
 
     def _popen(self, argv: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
+        """Start ``argv`` under a guard (guard.py): what it leaves running is ended with it, and all
+        of it is ended when the runner dies, however it dies."""
         out = open(log, "wb") if log is not None else subprocess.DEVNULL
+        fd = lifeline()
         try:
-            return subprocess.Popen(argv, cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            return subprocess.Popen([sys.executable, "-S", "-E", str(GUARD), str(fd), "--", *argv], cwd=self.cwd,
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, pass_fds=(fd,))
         finally:
             if log is not None:
                 out.close()

@@ -150,7 +150,7 @@ class Runner:
 
         previous = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal went away
                 previous[sig] = signal.signal(sig, handler)
         return previous
 
