@@ -225,6 +225,33 @@ def _png(width, height) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A valid PNG that declares width x height RGB pixels and carries almost no data (69 bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def _jpeg_header(width: int, height: int) -> bytes:
+    """A baseline JPEG header (SOF0, SOS) that declares width x height pixels, and no image (53 bytes)."""
+    import struct
+
+    frame = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + \
+        b"".join(bytes([c, 0x11, 0]) for c in (1, 2, 3))
+    scan = b"\xff\xda" + struct.pack(">HB", 12, 3) + b"".join(bytes([c, 0]) for c in (1, 2, 3)) + b"\x00\x3f\x00"
+    return b"\xff\xd8" + frame + scan + b"\x00" * 16 + b"\xff\xd9"
+
+
+BOMBS = {"png 20000x20000": _png_header(20000, 20000), "png 65000x65000": _png_header(65000, 65000),
+         "jpeg 65000x65000": _jpeg_header(65000, 65000)}
+
+
 @pytest.mark.parametrize("task,body,status,text", [
     ("penguins", "{not json", 400, "not valid JSON"),
     ("penguins", json.dumps({"data": "rows"}), 400, "expected"),
@@ -239,6 +266,8 @@ def _png(width, height) -> str:
     ("images", json.dumps({"images": ["QUFB" * 3_000_000]}), 413, "over 8 MB"),
     ("images", json.dumps({"images": [_png(8000, 6000)]}), 413, "megapixels"),
     ("images", json.dumps({"images": [_png(10, 10)] * 33}), 413, "at most 32"),
+    *[("images", json.dumps({"images": [base64.b64encode(bomb).decode()]}), 413, "at most 40 megapixels")
+      for bomb in BOMBS.values()],
 ])
 def test_bad_requests_are_4xx_with_a_clear_message(models, task, body, status, text):
     from trainkit.serving import Scorer, ScoringError
@@ -246,6 +275,52 @@ def test_bad_requests_are_4xx_with_a_clear_message(models, task, body, status, t
     with pytest.raises(ScoringError) as info:
         Scorer(models[task]).score_json(body)
     assert info.value.status == status and text in info.value.message
+
+
+@pytest.mark.parametrize("bomb", list(BOMBS))
+def test_a_decompression_bomb_is_413_as_json_or_as_the_body(models, bomb):
+    """A header that claims billions of pixels in a few bytes: Pillow itself refuses it in
+    Image.open (DecompressionBombError), before the scorer can look at its size."""
+    from trainkit.serving import Scorer, ScoringError
+
+    scorer = Scorer(models["images"])
+    body = BOMBS[bomb]
+    for score in (lambda: scorer.score_image_bytes(body),
+                  lambda: scorer.score_json(json.dumps({"images": [base64.b64encode(body).decode()]}))):
+        with pytest.raises(ScoringError) as info:
+            score()
+        assert info.value.status == 413 and "too many pixels; at most 40 megapixels" in info.value.message
+
+
+def test_pillows_bomb_warning_turned_error_is_413(models):
+    """Between 89 and 179 million pixels Pillow only warns (DecompressionBombWarning); where warnings
+    are errors, that warning is what comes out of Image.open."""
+    import warnings
+
+    from trainkit.serving import Scorer, ScoringError
+
+    scorer = Scorer(models["images"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ScoringError) as info:
+            scorer.score_image_bytes(_png_header(10000, 10000))
+    assert info.value.status == 413 and "at most 40 megapixels" in info.value.message
+
+
+def test_a_decode_that_runs_out_of_memory_is_413(models, monkeypatch):
+    from PIL import ImageFile
+
+    from trainkit.serving import Scorer, ScoringError
+
+    def out_of_memory(self, *args, **kwargs):
+        raise MemoryError()
+
+    scorer = Scorer(models["images"])
+    monkeypatch.setattr(ImageFile.ImageFile, "load", out_of_memory)
+    image = sorted((models["root"] / "images" / "val" / "turkeys").glob("*.jpg"))[0]
+    with pytest.raises(ScoringError) as info:
+        scorer.score_image_bytes(image.read_bytes())
+    assert info.value.status == 413 and "too large to decode" in info.value.message
 
 
 def test_a_registered_model_serves_from_its_registry_layout(models, tmp_path, monkeypatch):
@@ -386,11 +461,11 @@ def test_image_requests_refuse_nan_literals_and_deep_nesting(models, body, text)
 
 # ------------------------------------------------------------------ the real server
 
-def _post(port, body, method="POST", content_type="application/json"):
+def _post(port, body, method="POST", content_type="application/json", timeout=30):
     request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=body if method == "POST" else None,
                                      method=method, headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -437,6 +512,59 @@ def test_inference_server_scores_and_refuses_bad_requests(server, models):
     # one worker: the model's threads have every core (the CPU provider's also spin between operators)
     cores = len(os.sched_getaffinity(0))
     assert f"; {provider_plan()}, {cores} threads" in text
+
+
+def test_inference_server_answers_413_to_decompression_bombs(server):
+    port, log = server
+    for name, bomb in BOMBS.items():
+        for body, content_type in ((bomb, "image/png" if name.startswith("png") else "image/jpeg"),
+                                   (json.dumps({"images": [base64.b64encode(bomb).decode()]}).encode(),
+                                    "application/json")):
+            status, answer = _post(port, body, content_type=content_type)
+            assert status == 413 and "at most 40 megapixels" in answer["error"], (name, content_type, answer)
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_a_client_sending_its_body_slowly_does_not_hold_the_only_worker(server, models):
+    """One worker (Azure's default). A client sends its headers, then its body at one byte a
+    second: meanwhile another client's request is answered at once."""
+    import select
+    import socket
+    import threading
+    import time
+
+    port, log = server
+    image = sorted((models["root"] / "images" / "val" / "chickens").glob("*.jpg"))[0]
+    slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(1.0):
+            try:
+                slow.sendall(b" ")
+            except OSError:
+                return
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    try:
+        slow.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{")
+        sender.start()
+        time.sleep(1.5)  # the server has read the slow request's headers and is reading its body
+        start = time.monotonic()
+        status, answer = _post(port, json.dumps({"images": [b64(image)]}).encode(), timeout=8)
+        elapsed = time.monotonic() - start
+        assert status == 200 and answer["predictions"], answer
+        assert elapsed < 2.0, f"the second client waited {elapsed:.1f} s"
+        assert sender.is_alive() and not select.select([slow], [], [], 0)[0]  # still sending, not answered
+    finally:
+        stop.set()
+        if sender.is_alive():
+            sender.join(timeout=5)
+        slow.close()
+    time.sleep(0.5)  # the server sees the slow client go away
+    assert _post(port, json.dumps({"images": [b64(image)]}).encode(), timeout=8)[0] == 200
+    assert "Traceback" not in log.read_text(errors="replace")
 
 
 def test_inference_server_refuses_hostile_penguin_rows(trained, models):

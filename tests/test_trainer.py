@@ -222,6 +222,94 @@ def test_sigterm_finishes_the_step_checkpoints_and_resumes(work):
     assert _meta(out / "model")["metrics"]["val_accuracy"] >= 0.95
 
 
+def _temp_files(folder: Path, target: str) -> list[str]:
+    """The temporary files atomic writes of `target` make in `folder` (mkstemp: .<name>.XXXXXXXX.tmp)."""
+    return sorted(p.name for p in folder.glob(f".{target}.*.tmp"))
+
+
+def test_killed_while_writing_a_checkpoint_the_next_start_removes_its_temp_files(work, tmp_path):
+    """SIGKILL while rank 0 writes a checkpoint (a ResNet-18's with its momentum, about 90 MB, so
+    the write lasts about a tenth of a second) leaves the temporary file behind; a requeued job
+    reuses the folder, and one is left by every kill. The next start removes the trainer's own
+    temporary files (this kill's and an earlier one's), leaves everything else in the folders
+    alone, and resumes from the last whole checkpoint."""
+    data = make_images(tmp_path / "data", per_class_train=4, per_class_val=2, size=32)
+    ckpt, model = tmp_path / "ckpt", tmp_path / "model"
+    args = ["--task", "images", "--epochs", "3", "--batch-size", "4", "--image-size", "32", "--precision", "fp32",
+            "--num-workers", "0", "--data", data, "--model-dir", model, "--checkpoint-dir", ckpt]
+    ckpt.mkdir()
+    model.mkdir()
+    earlier = [ckpt / ".checkpoint.pt.k3v9q_x2.tmp", model / ".model.pt.a1b2c3d4.tmp"]  # an earlier run's kill
+    mine = [ckpt / "notes.txt", ckpt / "checkpoint.pt.bak", ckpt / ".checkpoint.pt.tmp", model / "README.md"]
+    for path in earlier + mine:
+        path.write_text(f"{path.name}\n")
+    planted = {p.name for p in earlier}
+
+    proc = runs.start("train.py", args, work)
+    checkpoint = ckpt / "checkpoint.pt"
+    runs.wait_for(checkpoint.exists, proc=proc)  # epoch 1's checkpoint is whole: now wait for a later write
+    runs.wait_for(lambda: set(_temp_files(ckpt, "checkpoint.pt")) - planted, proc=proc)
+    runs.kill_group(proc, signal.SIGKILL)
+    assert set(_temp_files(ckpt, "checkpoint.pt")) - planted, "killed too late: the write had finished"
+    done = _checkpoint_epoch(checkpoint)
+    assert done in (0, 1), "the checkpoint is not the last whole one"
+
+    result = _ok(runs.run("train.py", args, work), "the next run")
+    assert f"resuming at epoch {done + 2}" in result.stdout and "epoch 3/3" in result.stdout
+    assert _temp_files(ckpt, "checkpoint.pt") == [] and _temp_files(model, "model.pt") == []
+    for path in mine:
+        assert path.read_text() == f"{path.name}\n", f"{path.name} was touched"
+    assert len(json.loads((model / "metrics.json").read_text())) == 3
+
+
+def _flip_a_weight_byte(checkpoint: Path) -> None:
+    """Damage one byte in the middle of the largest tensor's data (bit rot, a bad disk block): the
+    file is still a well-formed zip, only its CRC no longer matches."""
+    import zipfile
+
+    with zipfile.ZipFile(checkpoint) as zf:
+        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(checkpoint.read_bytes())
+    header = info.header_offset
+    start = header + 30 + int.from_bytes(raw[header + 26:header + 28], "little") + \
+        int.from_bytes(raw[header + 28:header + 30], "little")
+    raw[start + info.file_size // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("flipped", "is damaged"),
+    ("truncated", "cannot be read"),
+    ("empty", "cannot be read"),
+])
+def test_a_damaged_checkpoint_is_one_clear_line_never_a_partial_load(work, tmp_path, monkeypatch, capsys,
+                                                                      damage, expected):
+    from trainkit.engine import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    args = [*PENGUIN_ARGS, "--data", work / "penguins.csv", "--model-dir", tmp_path / "model",
+            "--checkpoint-dir", tmp_path / "ckpt"]
+    args = [str(a) for a in args]
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 0
+    checkpoint = tmp_path / "ckpt" / "checkpoint.pt"
+    if damage == "flipped":
+        _flip_a_weight_byte(checkpoint)
+    else:
+        raw = checkpoint.read_bytes()
+        checkpoint.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else b"")
+    (tmp_path / "model" / "model.pt").unlink()
+    capsys.readouterr()
+    args[args.index("--epochs") + 1] = "2"
+    assert main(args) == 2, "a damaged checkpoint was loaded"
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint" in lines[0] and expected in lines[0], err
+    assert "delete it to start over" in lines[0]
+    assert not (tmp_path / "model" / "model.pt").exists()
+
+
 # ------------------------------------------------------------------ export, register, predict
 
 @pytest.mark.parametrize("task", ["penguins", "images"])

@@ -17,6 +17,10 @@ from .errors import JobgenError
 
 SCORE_SCRIPT = "score.py"
 GRACE_SECONDS = 10.0  # SIGTERM to the server's process group first, SIGKILL after this
+# Requests one worker reads at once (gunicorn's gthread worker): a client that sends its body
+# slowly holds one of them, not the worker. score.py still scores one request at a time per
+# worker, so WORKER_COUNT keeps meaning how many requests are scored at once.
+THREADS_PER_WORKER = 4
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -42,6 +46,7 @@ def command(port: int, workers: int = 1) -> list[str]:
         raise JobgenError("azureml-inference-server-http is not installed", where="serve",
                           hint="pip install -e '.[serve]' (make does)")
     return [str(gunicorn), "-b", f"127.0.0.1:{port}", "-w", str(workers), "--timeout", "300",
+            "-k", "gthread", "--threads", str(THREADS_PER_WORKER),
             "--access-logfile", "-", "--error-logfile", "-", "azureml_inference_server_http.server.entry:app"]
 
 

@@ -3,9 +3,9 @@ the same azureml-inference-server-http): init() loads the ONNX model from AZUREM
 run() scores a JSON request (or, for image models, one JPEG/PNG file sent as the body).
 Bad requests get a 4xx answer with a clear message."""
 
-import json
 import logging
 import os
+import threading
 
 from trainkit.serving import MAX_BODY_BYTES, Scorer, ScoringError
 
@@ -17,6 +17,9 @@ except ImportError:  # pragma: no cover - older images ship the azureml.contrib 
     from azureml.contrib.services.aml_response import AMLResponse
 
 scorer = None
+# The server reads several requests at once per worker (its threads: a slow upload holds only its
+# own); they are scored one at a time, as thread_plan() assumes when it gives the model the cores.
+one_at_a_time = threading.Lock()
 log = logging.getLogger("azmlinfsrv.score")  # under the server's logger: its handler and level (INFO)
 
 
@@ -38,12 +41,16 @@ def run(request):
     length = request.content_length or 0
     if length > MAX_BODY_BYTES:
         return _error(413, f"request body is {length} bytes; at most {MAX_BODY_BYTES}")
-    body = request.get_data(cache=False)
+    body = request.get_data(cache=False)  # outside the lock: a slow client holds only its own thread
     try:
-        if (request.mimetype or "").startswith("image/") or request.mimetype == "application/octet-stream":
-            result = scorer.score_image_bytes(body)
-        else:
-            result = scorer.score_json(body)
+        with one_at_a_time:
+            result = _score(request.mimetype or "", body)
     except ScoringError as exc:
         return _error(exc.status, exc.message)
     return AMLResponse(result, 200, json_str=True)
+
+
+def _score(mimetype, body):
+    if mimetype.startswith("image/") or mimetype == "application/octet-stream":
+        return scorer.score_image_bytes(body)
+    return scorer.score_json(body)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -19,11 +21,18 @@ CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "trainkit-model/1"
 
 
+def _temp_affixes(name: str) -> tuple[str, str]:
+    """Prefix and suffix of the temporary files atomic writes of ``name`` make beside it."""
+    return f".{name}.", ".tmp"
+
+
 def atomic_write_bytes(path: Path, write) -> None:
     """Write through a temp file in the same folder, then ``os.replace``: a reader (or a
-    restarted job) sees the old file or the new one, never half of one."""
+    restarted job) sees the old file or the new one, never half of one. A process killed
+    mid-write leaves the temp file; ``remove_stale_temps`` clears it at the next start."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix, suffix = _temp_affixes(path.name)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -37,6 +46,33 @@ def atomic_write_bytes(path: Path, write) -> None:
         except OSError:
             pass
         raise
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    """mkstemp's names for ``name``: the prefix, 8 characters of [a-z0-9_], the suffix."""
+    prefix, suffix = _temp_affixes(name)
+    return re.compile(re.escape(prefix) + "[a-z0-9_]{8}" + re.escape(suffix))
+
+
+def remove_stale_temps(targets: Iterable[Path]) -> list[Path]:
+    """Remove the temporary files that killed atomic writes of ``targets`` left beside them, and
+    nothing else (a user's file in the same folder stays, whatever its name). Call it before
+    writing, from the only process that writes these files. Returns what was removed."""
+    removed = []
+    for target in targets:
+        pattern = _temp_pattern(target.name)
+        try:
+            entries = list(os.scandir(target.parent))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+                removed.append(Path(entry.path))
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -90,14 +126,27 @@ def load_model_dir(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, meta
 
 
+def damaged_member(fh) -> str | None:
+    """The first record of a torch.save zip whose bytes fail their CRC-32 (torch.load does not
+    check them, and would load a flipped weight as it is), or None when all match."""
+    try:
+        return zipfile.ZipFile(fh).testzip()
+    finally:
+        fh.seek(0)
+
+
 def load_checkpoint(path: Path, arch: str, task: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    try:
-        snap = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file
-        raise TrainError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})",
-                         "delete it to start over, or point --checkpoint-dir elsewhere") from None
+    hint = "delete it to start over, or point --checkpoint-dir elsewhere"
+    with open(path, "rb") as fh:  # one open file for the check and the load: the same bytes
+        try:
+            damaged = damaged_member(fh)
+            snap = None if damaged else torch.load(fh, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a truncated or foreign file
+            raise TrainError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})", hint) from None
+    if damaged:
+        raise TrainError(f"checkpoint {path} is damaged ({damaged} does not match its checksum)", hint)
     if not isinstance(snap, dict) or "model" not in snap:
         raise TrainError(f"checkpoint {path} is not a trainkit checkpoint", "point --checkpoint-dir elsewhere")
     if snap.get("arch") != arch or snap.get("task") != task:

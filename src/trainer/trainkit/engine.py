@@ -27,7 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import data as data_mod
-from .artifacts import CHECKPOINT_FILE, atomic_torch_save, atomic_write_text, load_checkpoint, save_model_dir
+from .artifacts import (CHECKPOINT_FILE, META_FILE, MODEL_FILE, atomic_torch_save, atomic_write_text,
+                        load_checkpoint, remove_stale_temps, save_model_dir)
 from .errors import TrainError
 from .launcher import DistEnv, detect
 from .models import ARCHS, build_model, is_convolutional
@@ -228,6 +229,7 @@ class Trainer:
                                        **loader_args)
         self.val_loader = DataLoader(Seeded(task.val, args.seed, False), sampler=self.val_sampler, **loader_args)
 
+        self._remove_stale_temps()
         snap = load_checkpoint(self.checkpoint, args.arch, args.task)
         if snap is not None:
             self._load_snapshot(snap)
@@ -342,6 +344,20 @@ class Trainer:
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
+
+    def _remove_stale_temps(self) -> None:
+        """Global rank 0, before it writes anything: remove the temp files that writes of its own
+        files left when a kill cut them short (a requeued job reuses its outputs, and each kill
+        would leave one more beside the checkpoint). Nothing else in the folders is touched."""
+        if not self.env.is_main:
+            return
+        model_dir = self.args.model_dir
+        ours = [self.checkpoint, *(model_dir / name for name in (MODEL_FILE, META_FILE, "metrics.json",
+                                                                   "loss_curve.png"))]  # what Tracker writes
+        removed = remove_stale_temps(ours)
+        if removed:
+            print(f"[train] removed {len(removed)} temporary file(s) left by interrupted writes: "
+                  f"{', '.join(str(p) for p in removed)}", flush=True)
 
     def _save_snapshot(self, epoch: int, next_batch: int = 0) -> None:
         """Only global rank 0 writes. ``epoch`` is the last finished epoch, or with

@@ -32,7 +32,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_ROWS = 1000
 MAX_IMAGES = 32
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
-MAX_PIXELS = 40_000_000  # a decompression bomb is refused before it is decoded
+MAX_PIXELS = 40_000_000  # the pixel budget: a decompression bomb is refused (413) before it is decoded
 LARGEST = float(np.finfo(np.float32).max)  # the model's input is float32: beyond this a number is infinite
 
 
@@ -66,13 +66,14 @@ def find_model(root: Path) -> tuple[Path, Path, Path | None, Path | None]:
 def thread_plan(threads: int | None = None) -> tuple[int, bool]:
     """ONNX Runtime threads per server worker, and whether they spin between operators.
 
-    The inference server runs WORKER_COUNT processes (Azure's setting, default 1), each handling one
-    request at a time. With one worker the model has the cores to itself while it runs: its threads
-    spin between operators instead of sleeping, which saves a wake-up per operator, and stop
-    spinning when the run ends, leaving the other core to the next request's resize (together
-    about 1 ms of a 12 ms ResNet-18 request here; spinning on after the run costs the resize more
-    than it gains). With several workers the cores are shared out and idle threads sleep, so that
-    one worker's spinning does not slow another's request.
+    The inference server runs WORKER_COUNT processes (Azure's setting, default 1), each scoring one
+    request at a time (score.py's lock, however many threads read requests). With one worker the
+    model has the cores to itself while it runs: its threads spin between operators instead of
+    sleeping, which saves a wake-up per operator, and stop spinning when the run ends, leaving the
+    other core to the next request's resize (together about 1 ms of a 12 ms ResNet-18 request
+    here; spinning on after the run costs the resize more than it gains). With several workers the
+    cores are shared out and idle threads sleep, so that one worker's spinning does not slow
+    another's request.
     JOBGEN_ORT_SPINNING=0/1 overrides the choice."""
     cores = len(os.sched_getaffinity(0))
     try:
@@ -260,26 +261,37 @@ class Scorer:
 
     def decoded_batch(self, raws: list[bytes], names: list[str] | None = None) -> np.ndarray:
         """JPEG or PNG files -> the model's input batch (the validation transform of training)."""
-        from PIL import Image, UnidentifiedImageError
-
         size, crop = int(self.pre["resize"]), int(self.pre["crop"])
         batch = np.empty((len(raws), 3, crop, crop), dtype=np.float32)
         for i, raw in enumerate(raws):
             name = names[i] if names else f"image {i}"
             if len(raw) > MAX_IMAGE_BYTES:
                 raise ScoringError(413, f"{name} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
-            try:
-                with Image.open(io.BytesIO(raw)) as img:
-                    if img.width * img.height > MAX_PIXELS:
-                        raise ScoringError(413, f"{name} has {img.width}x{img.height} pixels; at most "
-                                                f"{MAX_PIXELS // 1_000_000} megapixels")
-                    img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
-                    self._preprocess(img if img.mode == "RGB" else img.convert("RGB"), size, crop, batch[i])
-            except ScoringError:
-                raise
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-                raise ScoringError(415, f"{name} is not a JPEG or PNG image") from None
+            self._decode_into(raw, name, size, crop, batch[i])
         return batch
+
+    def _decode_into(self, raw: bytes, name: str, size: int, crop: int, out: np.ndarray) -> None:
+        """One file into `out`. Too many pixels is a 413 however it shows: the header's size
+        (checked here before decoding), Pillow's own refusal inside Image.open (an error past
+        twice its limit, a warning past it, an error too where warnings are errors), or a
+        decode that runs out of memory."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(raw)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ScoringError(413, too_many_pixels(name, img.size))
+                img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
+                self._preprocess(img if img.mode == "RGB" else img.convert("RGB"), size, crop, out)
+        except ScoringError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ScoringError(413, too_many_pixels(name)) from None
+        except MemoryError:
+            raise ScoringError(413, f"{name} is too large to decode here; at most "
+                                    f"{MAX_PIXELS // 1_000_000} megapixels") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise ScoringError(415, f"{name} is not a JPEG or PNG image") from None
 
     def _preprocess(self, img, size: int, crop: int, out: np.ndarray) -> None:
         """torchvision's Resize(size) + CenterCrop(crop) + ToTensor + Normalize into `out` (3, crop, crop).
@@ -413,6 +425,12 @@ def penguin_fields(pre: dict[str, Any]) -> list[Field]:
         else:
             fields.append(Field(name, float(pre["scale"][name])))
     return fields
+
+
+def too_many_pixels(name: str, size: tuple[int, int] | None = None) -> str:
+    """The 413 message for an image over MAX_PIXELS; `size` when the header could be read."""
+    budget = f"at most {MAX_PIXELS // 1_000_000} megapixels"
+    return f"{name} has {size[0]}x{size[1]} pixels; {budget}" if size else f"{name} has too many pixels; {budget}"
 
 
 def shown(value: Any) -> str:
