@@ -40,15 +40,18 @@ class Options:
 
 
 def mlflow_store() -> str:
-    """One SQLite store shared by all local runs (`mlflow ui --backend-store-uri <this>`)."""
+    """One SQLite store shared by all local runs (`mlflow ui --backend-store-uri <this>`), made
+    ready for concurrent runs before any job process starts (mlflowstore)."""
     import os
+
+    from .mlflowstore import prepare
 
     uri = os.environ.get("JOBGEN_MLFLOW_URI")
     if uri:
-        return uri
+        return prepare(uri)
     folder = Path("runs").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
+    return prepare(f"sqlite:///{folder / 'mlflow.db'}")
 
 
 class Runner:

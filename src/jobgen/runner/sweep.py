@@ -290,10 +290,18 @@ def run_sweep(runner, data: dict, run_dir: Path, name: str) -> dict:
 
 
 def ensure_experiment(client, name: str, uri: str) -> str:
+    """The experiment's id, made if need be; two sweeps making it at once get the same one."""
+    from mlflow.exceptions import MlflowException
+
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+        location = (Path(uri[len("sqlite:///"):].partition("?")[0]).parent / "mlartifacts" / name).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
