@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench render check lint clean
+.PHONY: demo test test-fast bench render check lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ demo: $(STAMP) data/penguins.csv
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The loop while working: no torch, no training run, no server, no multi-process job (under 2 minutes).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not full"
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

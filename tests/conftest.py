@@ -9,6 +9,32 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# Test tiers. `make test` runs everything; `make test-fast` (pytest -m "not full") runs what needs no
+# torch and starts no training run, server or multi-process job: the loop while working, under two
+# minutes here, and it runs with only `pip install -e '.[dev]'` installed. Whole modules of the
+# full tier are listed here; single tests elsewhere carry @pytest.mark.full.
+FULL_MODULES = {"test_trainer.py", "test_serving.py", "test_runner.py", "test_mlflow_store.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in FULL_MODULES:
+            item.add_marker(pytest.mark.full)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Modules of the full tier that import torch at the top are not even collected without it."""
+    if collection_path.name in ("test_trainer.py", "test_serving.py") and not _has("torch"):
+        return True
+    return None
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite tests/golden/ from the current templates instead of comparing")

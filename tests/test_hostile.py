@@ -105,6 +105,7 @@ def _component(folder: Path, name: str, command: str, inputs: dict) -> None:
         "inputs": inputs, "outputs": {"out": {"type": "uri_folder"}}, "command": command}))
 
 
+@pytest.mark.full
 def test_paths_with_shell_characters_are_bound_safely(tmp_path):
     """The run folder, a data file, a data folder and a step's output, each with `;`, `$( )`,
     backticks, a space or a newline in its path: the command runs, nothing else does."""
@@ -214,6 +215,7 @@ def _gone(marker: str, within: float) -> bool:
     return False
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGHUP"])
 def test_the_ranks_and_their_children_die_with_the_runner(tmp_path, sig):
     import signal
@@ -237,6 +239,7 @@ def test_the_ranks_and_their_children_die_with_the_runner(tmp_path, sig):
     assert _gone(marker, within=10), f"processes of the job outlived the runner ({sig})"
 
 
+@pytest.mark.full
 def test_a_job_s_background_processes_and_daemons_end_with_it(tmp_path):
     import uuid
 

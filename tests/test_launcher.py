@@ -70,6 +70,7 @@ def test_trainer_never_imports_the_generator():
         assert not re.search(r"^\s*(from|import)\s+jobgen\b", text, re.M), path
 
 
+@pytest.mark.full
 def test_cached_images_match_decoding_every_epoch(tmp_path):
     """The decode-once cache gives the validation tensors the per-epoch ImageFolder path gives,
     and augmented training samples of the same shape."""

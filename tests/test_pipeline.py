@@ -23,6 +23,7 @@ def test_spec_knows_the_train_components_inputs(root):
     assert literal == TRAIN_COMPONENT_INPUTS
 
 
+@pytest.mark.full
 def test_component_commands_match_the_trainers_arguments(root, capsys):
     """Every flag a component passes is one its script accepts."""
     from trainkit import engine, onnx_export, registry
@@ -71,6 +72,7 @@ def test_pipeline_lint_catches_a_component_change(cli, checkout):
     assert rc == 1 and "passes input 'seed' that its component does not declare" in out
 
 
+@pytest.mark.full
 def test_every_committed_job_command_is_accepted_by_the_trainer(root):
     """The generator and the trainer meet at the command line: every flag a rendered job
     passes must exist in train.py (and the values, after Azure pastes them, must parse)."""

@@ -64,6 +64,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 
 # ------------------------------------------------------------------ run folders
 
+@pytest.mark.full
 def test_a_folder_the_runner_did_not_make_is_refused_and_left_as_it_was(project):
     """--run-dir at the job's own folder used to delete its code/ (the user's training code)."""
     path = job(project)
@@ -73,6 +74,7 @@ def test_a_folder_the_runner_did_not_make_is_refused_and_left_as_it_was(project)
     assert tree(path.parent) == before
 
 
+@pytest.mark.full
 def test_a_run_folder_is_reused_by_later_runs(project):
     path = job(project)
     for _ in range(2):
@@ -82,6 +84,7 @@ def test_a_run_folder_is_reused_by_later_runs(project):
     assert json.loads((project / "r" / "summary.json").read_text())["status"] == "Completed"
 
 
+@pytest.mark.full
 def test_a_second_run_in_a_busy_run_folder_is_refused_naming_the_first(project):
     """The second run used to replace the first one's code and logs; the first then failed."""
     path = job(project, command="python sleep.py 4")
@@ -101,6 +104,7 @@ def test_a_second_run_in_a_busy_run_folder_is_refused_naming_the_first(project):
 
 # ------------------------------------------------------------------ the code snapshot and links
 
+@pytest.mark.full
 def test_links_out_of_the_code_folder_are_never_copied_and_lint_reports_them(project):
     code = project / "jobs" / "myjob" / "code"
     outside = project / "outside"
@@ -123,6 +127,7 @@ def test_links_out_of_the_code_folder_are_never_copied_and_lint_reports_them(pro
     assert SECRET not in lint.stdout + lint.stderr
 
 
+@pytest.mark.full
 def test_links_inside_the_code_folder_are_followed_as_azure_uploads_them(project):
     from azure.ai.ml._utils._asset_utils import get_upload_files_from_folder
 
@@ -141,6 +146,7 @@ def test_links_inside_the_code_folder_are_followed_as_azure_uploads_them(project
     assert not (snap / "alias").is_symlink() and (snap / "alias" / "util.py").read_text() == "VALUE = 7\n"
 
 
+@pytest.mark.full
 def test_a_linked_folder_that_holds_its_own_link_is_refused(project):
     (project / "jobs" / "myjob" / "code" / "loop").symlink_to(".", target_is_directory=True)
     line = one_error_line(generator("run", job(project), "--run-dir", "r", "--no-lint"))
@@ -166,6 +172,7 @@ def _run_on_small_disk(project: Path, path: Path, size: str) -> tuple[subprocess
     return result, summary, result.stdout
 
 
+@pytest.mark.full
 @needs_mounts
 def test_a_full_disk_during_the_snapshot_ends_the_run_failed_with_a_summary(project):
     (project / "jobs" / "myjob" / "code" / "weights.bin").write_bytes(b"\0" * 3_000_000)
@@ -177,6 +184,7 @@ def test_a_full_disk_during_the_snapshot_ends_the_run_failed_with_a_summary(proj
     assert "code" not in files  # the half copy is removed
 
 
+@pytest.mark.full
 @needs_mounts
 def test_a_job_that_fills_the_disk_still_gets_its_records(project):
     path = job(project, command="head -c 3000000 /dev/zero > ${{outputs.out}}/big; echo done",
@@ -289,6 +297,7 @@ def test_rendering_into_a_mount_point_writes_every_file(tmp_path):
 
 # ------------------------------------------------------------------ literals that reach a shell
 
+@pytest.mark.full
 def test_run_refuses_pipeline_and_sweep_literals_the_shell_would_execute(project):
     """Command jobs were refused; the same values in a pipeline or a sweep were executed."""
     jobs = project / "jobs" / "myjob"

@@ -158,6 +158,7 @@ def _submit(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.full
 def test_submit_lints_the_file_after_set(tmp_path):
     """--set used to be applied after lint: a token or a $(curl ...|sh) reached the REST body."""
     path = _job(tmp_path, command="python -c 'print(1)' --name ${{inputs.name}}", inputs={"name": "plain"})

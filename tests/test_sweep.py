@@ -83,6 +83,7 @@ def test_sweep_of_an_input_the_job_does_not_have(cli, checkout, tmp_path):
     assert rc == 1 and "'dropout' is not an input of the job" in err
 
 
+@pytest.mark.full
 def test_penguins_sweep_runs_here_through_the_runner(tmp_path):
     """Two distributed trials (1 node x 2 processes each) of the real trainer; the primary
     metric comes back from MLflow and the best trial is reported."""
