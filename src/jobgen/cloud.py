@@ -318,10 +318,11 @@ def _not_found_kind(exc: BaseException, text: str, context: dict) -> str:
 
 # ------------------------------------------------------------------ submission
 
-KIND_LOADERS = {"command_job": "load_job", "pipeline_job": "load_job", "sweep_job": "load_job",
-                "environment": "load_environment", "compute": "load_compute", "data": "load_data",
-                "command_component": "load_component", "model": "load_model",
-                "online_endpoint": "load_online_endpoint", "online_deployment": "load_online_deployment"}
+# What submit sends, and how (the loader of each kind is azml.kinds').
+SUBMITTABLE = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_job", "environment", "compute",
+               "data", "command_component", "pipeline_component", "spark_component", "parallel_component", "model",
+               "online_endpoint", "online_deployment")
+JOB_KINDS = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_job")
 
 
 @dataclass
@@ -354,7 +355,7 @@ def detect(path: Path) -> tuple[str, dict]:
 
     data = load_file(path).data
     kind = detect_kind(data)
-    if kind not in KIND_LOADERS:
+    if kind not in SUBMITTABLE:
         raise JobgenError(f"cannot submit a {kind or 'file that is not Azure ML YAML'}", where=paths.display(path),
                           hint="submit a job, pipeline, sweep, environment, compute, data asset, component, endpoint "
                                "or deployment YAML")
@@ -365,7 +366,9 @@ def load_entity(path: Path, kind: str, sets: list[str]):
     quiet_sdk()
     import azure.ai.ml as aml
 
-    loader = getattr(aml, KIND_LOADERS[kind])
+    from .azml.kinds import load_function
+
+    loader = load_function(kind)
     try:
         return loader(source=str(path), params_override=_overrides(sets))
     except JobgenError:
@@ -501,7 +504,7 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
         lint_first(path, data, options.sets)
     entity = load_entity(path, kind, options.sets)
     if options.dry_run:
-        if kind not in ("command_job", "pipeline_job", "sweep_job"):
+        if kind not in JOB_KINDS:
             body = entity._to_dict() if hasattr(entity, "_to_dict") else {}
         else:
             body = dry_run_body(entity, ws, path)
@@ -518,7 +521,7 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
     sys.stderr = _NoColourNoise(real_stderr)
     sys.stdout = _NoPollingDots(real_stdout)
     try:
-        if kind in ("command_job", "pipeline_job", "sweep_job"):
+        if kind in JOB_KINDS:
             return _submit_job(client, entity, kind, data, path, options, say, out, context)
         return _submit_asset(client, entity, kind, path, options, say, out)
     except JobgenError:
@@ -596,7 +599,7 @@ def _submit_asset(client, entity, kind, path, options, say, out) -> int:
         result = client.environments.create_or_update(entity)
     elif kind == "data":
         result = client.data.create_or_update(entity)
-    elif kind == "command_component":
+    elif kind.endswith("_component"):
         result = client.components.create_or_update(entity)
     elif kind == "model":
         result = client.models.create_or_update(entity)

@@ -50,11 +50,21 @@ def name_parts(name: str) -> list[str]:
     return parts
 
 
-def secret_name(name: Any) -> bool:
-    """Whether a variable or input name says it holds a secret (PWD alone is the working folder)."""
+# For inputs, a KEY must say what kind of key: ML inputs are full of partition_keys and sort_key.
+QUALIFIED_KEYS = {"API", "ACCESS", "ACCOUNT", "PRIVATE", "SECRET", "STORAGE", "SHARED", "MASTER", "SIGNING",
+                  "ENCRYPTION", "SUBSCRIPTION", "PRIMARY", "SECONDARY", "AUTH", "SAS", "SERVICE", "CLIENT"}
+
+
+def secret_name(name: Any, what: str = "environment variable") -> bool:
+    """Whether a variable or input name says it holds a secret (PWD alone is the working folder;
+    an input's KEY counts only after a word that makes it a credential: api_key, storage_key)."""
     parts = name_parts(str(name))
     if parts == ["PWD"]:
         return False
+    if what == "input":
+        parts = [p for i, p in enumerate(parts) if p not in ("KEY", "KEYS") or (i and parts[i - 1] in QUALIFIED_KEYS)]
+        if not parts:
+            return False
     joined = "".join(parts)
     return (any(p in SECRET_WORDS for p in parts) or (len(parts) > 1 and "PWD" in parts)
             or "CONNECTIONSTRING" in joined or "PRIVATEKEY" in joined
@@ -82,7 +92,7 @@ def _harmless(value: Any) -> bool:
 
 def name_finding(name: Any, value: Any, what: str = "environment variable") -> str | None:
     """The finding for a secret-looking *name* with a value written beside it, or None."""
-    if name is not None and secret_name(name) and not _harmless(value):
+    if name is not None and secret_name(name, what) and not _harmless(value):
         return f"{what} '{name}' looks like a secret (by its name) and has a value written here"
     return None
 

@@ -684,11 +684,16 @@ def _outputs(c: _Collector, raw: dict) -> dict[str, Output]:
 ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-openvino", "onnxruntime-gpu")
 
 
-def _one_onnxruntime(c: _Collector, pip: list, where: str) -> None:
-    """onnxruntime's builds all install the one `onnxruntime` module: with two in one environment,
-    whichever pip installs last overwrites the other's files, and the model runs on that one."""
+def onnxruntime_builds(pip: list) -> list[str]:
+    """The onnxruntime builds a pip (or conda) list names. They all install the one `onnxruntime`
+    module: with two in one environment, whichever pip installs last overwrites the other's
+    files, and the model runs on that one (lint's JG102 and the values' env.pip share this)."""
     names = {re.split(r"[\s<>=!~;\[]", str(req).strip(), maxsplit=1)[0].lower().replace("_", "-") for req in pip}
-    builds = [b for b in ONNXRUNTIME_BUILDS if b in names]
+    return [b for b in ONNXRUNTIME_BUILDS if b in names]
+
+
+def _one_onnxruntime(c: _Collector, pip: list, where: str) -> None:
+    builds = onnxruntime_builds(pip)
     if len(builds) > 1:
         c.error(where, f"lists {' and '.join(builds)}: both install the one onnxruntime module and overwrite "
                        "each other", "keep one (onnxruntime-openvino runs int8 models fastest on Intel/AMD CPUs)")

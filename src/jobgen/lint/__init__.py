@@ -1,7 +1,8 @@
 """Lint Azure ML YAML: our strict checks first, then azure-ai-ml as a second opinion.
 
 ``lint_paths`` takes files and folders; ``lint_documents`` takes text not yet on disk (the
-generator lints what it rendered before writing it).
+generator lints what it rendered before writing it). Every finding names its rule (rules.py);
+``disable`` and `# jobgen: disable=ID` comments silence rules.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import os
 from pathlib import Path
 
 from .. import paths
+from ..azml import kinds
 from ..errors import JobgenError
 from ..yamlio import load_located, read_text
+from . import rules as R
 from .checks import Checker, _load_plain, detect_kind
 from .model import ERROR, WARNING, Diagnostic, Document
 
 __all__ = ["Diagnostic", "Document", "lint_paths", "lint_documents", "ERROR", "WARNING", "collect_files"]
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "runs", ".pytest_cache", "mlruns"}
+OWN_KINDS = ("values", "conda", "catalog")
 
 
 def collect_files(targets: list[Path]) -> list[Path]:
@@ -44,21 +48,21 @@ def collect_files(targets: list[Path]) -> list[Path]:
     return unique
 
 
-def lint_paths(targets: list[Path], azure: bool = True) -> list[Diagnostic]:
+def lint_paths(targets: list[Path], azure: bool = True, disable: set[str] | None = None) -> list[Diagnostic]:
     docs = []
     for f in collect_files(targets):
         try:
             text = read_text(f, paths.display(f))
         except JobgenError as exc:
             docs.append(Document(f.resolve(), "", diagnostics=[Diagnostic(paths.display(f), 1, ERROR, exc.message,
-                                                                          exc.hint)]))
+                                                                          exc.hint, rule=R.NOT_YAML.id)]))
             continue
         docs.append(Document(f.resolve(), text))
-    return lint_documents(docs, azure=azure, explicit=True)
+    return lint_documents(docs, azure=azure, explicit=True, disable=disable)
 
 
 def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = False,
-                   overlay: dict[Path, Path] | None = None) -> list[Diagnostic]:
+                   overlay: dict[Path, Path] | None = None, disable: set[str] | None = None) -> list[Diagnostic]:
     """Lint ``docs`` (and local component files they use). With ``explicit``, files that are
     not Azure ML YAML are reported as skipped. ``overlay`` maps files about to be written to
     where they are staged, so that a pipeline may use components rendered with it."""
@@ -74,35 +78,16 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
         done.append(doc)
         if doc.located is None:  # unreadable or not YAML: already reported
             continue
-
-        def compute_size(d: Document, ref: str) -> tuple[str | None, bool]:
-            name = ref.split(":", 1)[1] if ref.startswith("azureml:") else ref
-            found = computes.get(name)
-            if found is None:
-                found = _sibling_compute(d.path.parent, name)
-                return (found, False)
-            return (found, True)
-
-        checker = Checker(doc, compute_size, overlay)
-        if doc.kind in ("values", "conda", "catalog") or doc.kind is None:
-            checker.secrets()  # a secret is a leak in any YAML that is committed
+        checker = Checker(doc, _compute_size(computes), overlay)
+        if doc.kind in OWN_KINDS or doc.kind is None:
+            checker.generic()  # a secret is a leak in any YAML that is committed
             if doc.kind == "values":
                 checker.values_secret_names()
             if doc.kind is None and explicit and doc.data is not None:
-                doc.diagnostics.append(Diagnostic(doc.shown, 1, WARNING, "not recognised as Azure ML YAML; skipped",
-                                                  "add a $schema line naming the resource type"))
+                doc.diagnostics.append(_unrecognised(doc))
             continue
         checker.common()
-        {
-            "command_job": checker.command_job,
-            "command_component": checker.command_component,
-            "pipeline_job": checker.pipeline_job,
-            "sweep_job": checker.sweep_job,
-            "environment": checker.environment,
-            "compute": checker.compute,
-            "data": checker.data_asset,
-            "online_deployment": checker.online_deployment,
-        }.get(doc.kind, lambda: None)()
+        _CHECKS.get(doc.kind, lambda c: None)(checker)
         for ref in checker.referenced:
             if ref not in by_path:
                 try:
@@ -115,14 +100,49 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
         if azure:
             from .azure import second_opinion
 
-            own = {(d.line, d.severity) for d in doc.diagnostics if d.severity == ERROR}
+            own = {d.line for d in doc.diagnostics if d.severity == ERROR or d.rule == R.PLACEHOLDER.id}
             for diag in second_opinion(doc, overlay):
-                if (diag.line, ERROR) not in own:  # we already said what is wrong on that line
+                if diag.line not in own:  # we already said what is wrong on that line
                     doc.diagnostics.append(diag)
     out: list[Diagnostic] = []
     for doc in done:
-        out.extend(sorted(set(doc.diagnostics), key=lambda d: (d.line, d.severity, d.message)))
+        kept = _enabled(doc, set(disable or ()))
+        out.extend(sorted(set(kept), key=lambda d: (d.line, d.severity, d.message)))
     return out
+
+
+_CHECKS = {
+    "command_job": Checker.command_job,
+    "command_component": Checker.command_component,
+    "pipeline_job": Checker.pipeline_job,
+    "pipeline_component": Checker.pipeline_job,
+    "sweep_job": Checker.sweep_job,
+    "environment": Checker.environment,
+    "compute": Checker.compute,
+    "data": Checker.data_asset,
+    "model": Checker.preview_keys,
+    "online_endpoint": Checker.preview_keys,
+    "online_deployment": Checker.online_deployment,
+    "schedule": Checker.schedule,
+}
+
+
+def _enabled(doc: Document, disable: set[str]) -> list[Diagnostic]:
+    """The findings not silenced by --disable or the file's `# jobgen: disable=ID` comments."""
+    whole, by_line = R.disabled_in(doc.text)
+    off = disable | whole
+    return [d for d in doc.diagnostics if d.rule not in off and d.rule not in by_line.get(d.line, ())]
+
+
+def _unrecognised(doc: Document) -> Diagnostic:
+    name = kinds.schema_name(doc.data)
+    if name is not None:
+        return Diagnostic(doc.shown, doc.line("$schema"), WARNING, f"$schema '{doc.data['$schema']}' is not a schema "
+                          "jobgen knows; only generic checks ran", "check the URL (e.g. .../latest/commandJob.schema"
+                          ".json); a newer Azure ML kind is judged by azure-ai-ml when it is submitted",
+                          rule=R.UNKNOWN_SCHEMA.id)
+    return Diagnostic(doc.shown, 1, WARNING, "not recognised as Azure ML YAML; skipped",
+                      "add a $schema line naming the resource type", rule=R.UNRECOGNISED.id)
 
 
 def _parse(doc: Document) -> None:
@@ -135,18 +155,39 @@ def _parse(doc: Document) -> None:
         where = exc.where or ""
         if ":" in where and where.rsplit(":", 1)[1].isdigit():
             line = int(where.rsplit(":", 1)[1])
-        doc.diagnostics.append(Diagnostic(doc.shown, line, ERROR, exc.message, exc.hint))
+        doc.diagnostics.append(Diagnostic(doc.shown, line, ERROR, exc.message, exc.hint, rule=R.NOT_YAML.id))
         return
-    doc.kind = detect_kind(doc.data)
+    doc.kind = detect_kind(doc.data, doc.text)
 
 
-def _compute_catalog(docs: list[Document]) -> dict[str, str]:
-    """Compute name -> VM size, from compute YAML among the documents."""
-    catalog = {}
+def _compute_size(computes: dict[str, list[tuple[str, str]]]):
+    def compute_size(d: Document, ref: str) -> tuple[str | None, bool]:
+        name = ref.split(":", 1)[1] if ref.startswith("azureml:") else ref
+        found = computes.get(name)
+        if found is None:
+            return (_sibling_compute(d.path.parent, name), False)
+        sizes = {size for _, size in found}
+        return (found[0][1], True) if len(sizes) == 1 else (None, True)  # two definitions disagree: judge by neither
+
+    return compute_size
+
+
+def _compute_catalog(docs: list[Document]) -> dict[str, list[tuple[str, str]]]:
+    """Compute name -> [(file, VM size)], from compute YAML among the documents. Two files that
+    define one name are reported: jobs are then judged by neither."""
+    catalog: dict[str, list[tuple[str, str]]] = {}
     for doc in docs:
         data = doc.data
         if doc.kind == "compute" and data.get("name") and data.get("size"):
-            catalog[str(data["name"])] = str(data["size"])
+            catalog.setdefault(str(data["name"]), []).append((doc.shown, str(data["size"])))
+    by_shown = {doc.shown: doc for doc in docs}
+    for name, found in catalog.items():
+        if len({size for _, size in found}) > 1:
+            for shown, size in found:
+                others = ", ".join(f"{s} ({z})" for s, z in found if s != shown)
+                by_shown[shown].report(R.DUPLICATE_COMPUTE, ("name",), f"compute '{name}' is also defined in "
+                                       f"{others} with another size; jobs on it are not checked against either",
+                                       "give each cluster its own name, or lint the folders separately")
     return catalog
 
 

@@ -11,20 +11,6 @@ from typing import Any
 
 from .model import Diagnostic, Document
 
-_LOADERS = {
-    "command_job": "load_job",
-    "pipeline_job": "load_job",
-    "sweep_job": "load_job",
-    "command_component": "load_component",
-    "environment": "load_environment",
-    "compute": "load_compute",
-    "data": "load_data",
-    "model": "load_model",
-    "online_endpoint": "load_online_endpoint",
-    "online_deployment": "load_online_deployment",
-}
-
-
 _QUIETED = False
 
 
@@ -96,14 +82,16 @@ def _with_overlay(doc: Document, overlay: dict) -> str:
 
 
 def second_opinion(doc: Document, overlay: dict | None = None) -> list[Diagnostic]:
-    loader_name = _LOADERS.get(doc.kind or "")
-    if loader_name is None:
+    from ..azml.kinds import load_function, loader as kind_loader
+
+    if kind_loader(doc.kind) is None:
         return []
     _quiet()
-    import azure.ai.ml as aml
     from marshmallow.exceptions import ValidationError
 
-    loader = getattr(aml, loader_name)
+    loader = load_function(doc.kind)
+    if loader is None:  # an older azure-ai-ml without this kind's loader
+        return []
     out: list[Diagnostic] = []
     try:
         with warnings.catch_warnings():
@@ -115,15 +103,39 @@ def second_opinion(doc: Document, overlay: dict | None = None) -> list[Diagnosti
             out.append(_diag(doc, ypath, message))
         if not out:
             out.append(_diag(doc, (), _first_line(str(exc))))
-        return out
+        return [_soften(doc, d) for d in out]
+    except NotImplementedError:  # azure-ai-ml cannot validate this kind offline: no opinion
+        return []
     except Exception as exc:  # noqa: BLE001 - azure-ai-ml raises many kinds for user input
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         return [_diag(doc, (), _first_line(message))]
-    if result is not None and not result.passed:
+    if result is not None and getattr(result, "passed", True) is False:
         for diagnostic in getattr(result, "_errors", []):
             ypath = tuple(p for p in str(diagnostic.yaml_path or "").split(".") if p and p != "*")
             out.append(_diag(doc, ypath, _first_line(diagnostic.message or "invalid")))
-    return out
+    return [_soften(doc, d) for d in out]
+
+
+def _soften(doc: Document, diag: Diagnostic) -> Diagnostic:
+    """What azure-ai-ml calls an error but the CLI user supplies at submission (a deployment's
+    endpoint_name: --endpoint-name or --set) or a template's placeholder (<SUBSCRIPTION_ID>) is a
+    warning that says so."""
+    from dataclasses import replace
+
+    from .checks import PLACEHOLDER
+
+    if doc.kind in ("online_deployment", "batch_deployment", "model_batch_deployment", "pipeline_batch_deployment") \
+            and diag.message.startswith("endpoint_name: Missing data for required field"):
+        return replace(diag, severity="warning", message="no endpoint_name: the deployment names no endpoint",
+                       hint="pass it when you create it: az ml online-deployment create --endpoint-name <name> (or "
+                            "--set endpoint_name=<name>), or write endpoint_name: in the file")
+    if doc.kind and doc.kind.endswith("_component") and diag.message.startswith("name: Missing data for required"):
+        return replace(diag, severity="warning", message="no name: a pipeline can use this component inline, but "
+                       "az ml component create needs one", hint="add name: <lower_case_name> to register it")
+    lines = doc.text.splitlines()
+    if 0 < diag.line <= len(lines) and PLACEHOLDER.search(lines[diag.line - 1]):
+        return replace(diag, severity="warning", hint="the line holds a template placeholder; fill it in first")
+    return diag
 
 
 # Validation schemas built so far, by entity class (command jobs only, see _validate).
@@ -230,4 +242,4 @@ def _diag(doc: Document, ypath: tuple, message: str) -> Diagnostic:
     clean = tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in ypath)
     where = ".".join(str(p) for p in clean)
     text = f"{where}: {_first_line(message)}" if where else _first_line(message)
-    return Diagnostic(doc.shown, doc.line(*clean), "error", text, None, source="azure-ai-ml")
+    return Diagnostic(doc.shown, doc.line(*clean), "error", text, None, source="azure-ai-ml", rule="JG007")

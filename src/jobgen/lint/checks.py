@@ -1,26 +1,33 @@
-"""Our own strict checks: what azure-ai-ml lets through but Azure (or the job) later
-rejects, from RUNTIME_CONTRACT.md, plus habits that cost GPU hours."""
+"""Our own strict checks: what azure-ai-ml lets through but Azure (or the job) later rejects, from
+RUNTIME_CONTRACT.md, plus habits that cost GPU hours. Every finding names its rule (rules.py).
+
+A Checker walks one document of a kind it knows (command and sweep jobs, pipelines and pipeline
+components, command components, environments, computes, data, online deployments) and reports
+through ``report(rule, yaml_path, message, hint)``; the generic checks (duplicate keys, secrets,
+placeholders) run on every document, whatever its kind.
+"""
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import shlex
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import secretscan, vmsizes
+from ..azml import kinds
+from ..azml.commands import launcher_of, local_rank_from_rank, per_node_workers, script_of
+from ..azml.refs import OLD_OPTIONAL, OPTIONAL_SEGMENT, REF
 from ..runner.snapshot import LINK_HINT, code_files_cached
 from ..spec import NAME_RE, RESERVED_INPUT_NAMES
+from . import rules as R
 from . import shell
-from .model import SCHEMAS, Document
+from .model import Document
 
-REF = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-OPTIONAL_SEGMENT = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable", "triton_model")
 LITERAL_TYPES = ("string", "integer", "number", "boolean")
+LEGACY_TYPES = ("path",)  # the preview's data type; azure-ai-ml still loads it
 DIST_KEYS = {
     "pytorch": {"type", "process_count_per_instance"},
     "mpi": {"type", "process_count_per_instance"},
@@ -34,55 +41,44 @@ RESOURCE_KEYS = {"instance_count", "instance_type", "shm_size", "docker_args", "
 COMPONENT_KEYS = {"$schema", "type", "name", "version", "display_name", "description", "tags", "is_deterministic",
                   "inputs", "outputs", "code", "command", "environment", "distribution", "resources", "properties",
                   "additional_includes", "queue_settings", "id"}
-CODE_SNAPSHOT_LIMIT_MB = 300
+# Pipeline steps that run a command (their resources and distribution are a command's).
+COMMAND_STEPS = ("command", "")
+JOB_TIERS = ("null", "spot", "basic", "standard", "premium")
+PRIORITIES = ("low", "medium", "high")
+SECRET_FILES = re.compile(r"(^|/)(\.env(\.[^/]*)?|id_(rsa|dsa|ecdsa|ed25519)|[^/]+\.(pem|key|pfx|p12))$")
+# <SUBSCRIPTION_ID>, <your-workspace>, < your environment name >, {{ENDPOINT_NAME}} (not Azure's ${{...}})
+PLACEHOLDER = re.compile(r"<\s*(?:[A-Z][A-Z0-9_-]{2,}|[Yy]our\b[^<>]*)\s*>|(?<!\$)\{\{\s*[A-Za-z_][A-Za-z0-9_.-]*\s*\}\}")
+PROSE_KEYS = ("description", "display_name", "tags")
+SHM_SIZE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgGtT][bB]?|[bB])?$")
+ASSET_REF = re.compile(r"^azureml:(?P<name>[^:@/\s]+)(?::(?P<version>[^:@\s]+)|@(?P<label>[^:@\s]+))?$")
+REGISTRY_REF = re.compile(r"^azureml://registries/[^/\s]+/(models|environments|components|data)/[^/\s]+"
+                          r"(/(versions/[^/\s]+|labels/[^/\s]+))?$")
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 
 
 # ------------------------------------------------------------------ kind detection
 
-def detect_kind(data: Any) -> str | None:
-    """What Azure ML resource a YAML document is, or a marker for our own files."""
-    if not isinstance(data, dict):
+OWN_SECTIONS = {"job", "launcher", "cluster", "env", "data", "pipeline", "sweep", "endpoint", "components"}
+
+
+def own_kind(data: Any) -> str | None:
+    """jobgen's own files, which are not Azure ML YAML: values files, conda files, the local data
+    catalog."""
+    if not isinstance(data, dict) or "$schema" in data:
         return None
-    schema = str(data.get("$schema", "")).lower()
-    for kind, url in SCHEMAS.items():
-        name = url.rsplit("/", 1)[-1].lower()
-        if schema.endswith(name):
-            return kind
-    if schema:
-        if "component" in schema:
-            return "command_component"
-        if "job" in schema:
-            return "command_job"
-    kind = data.get("type")
-    sections = {"job", "launcher", "cluster", "env", "data", "pipeline", "sweep", "endpoint", "components"}
-    if isinstance(data.get("job"), dict) or (kind is None and data and set(map(str, data)) <= sections
+    if isinstance(data.get("job"), dict) or (data.get("type") is None and data and set(map(str, data)) <= OWN_SECTIONS
                                              and all(isinstance(v, dict) or v is None for v in data.values())):
         return "values"
     if "dependencies" in data and "type" not in data and "command" not in data:
         return "conda"
     if isinstance(data.get("datasets"), dict) and "type" not in data:
         return "catalog"  # the local runner's data catalog (jobs/data.yml)
-    if kind == "pipeline":
-        return "pipeline_job"
-    if kind == "sweep":
-        return "sweep_job"
-    if kind == "command" or (kind is None and "command" in data):
-        if "version" in data and "compute" not in data and "experiment_name" not in data:
-            return "command_component"
-        inputs = data.get("inputs") or {}
-        if isinstance(inputs, dict) and any(isinstance(v, dict) and ("optional" in v or "default" in v)
-                                            for v in inputs.values()) and "compute" not in data:
-            return "command_component"
-        return "command_job"
-    if kind == "amlcompute":
-        return "compute"
-    if kind in ("uri_folder", "uri_file", "mltable") and "path" in data:
-        return "data"
-    if kind in ("custom_model", "mlflow_model", "triton_model") and "path" in data:
-        return "model"
-    if "image" in data or "build" in data:
-        return "environment"
     return None
+
+
+def detect_kind(data: Any, text: str = "") -> str | None:
+    """What a YAML document is: one of jobgen's own files, else an Azure ML kind (azml.kinds)."""
+    return own_kind(data) or kinds.detect(data, text)
 
 
 # ------------------------------------------------------------------ helpers
@@ -108,77 +104,68 @@ def _is_local(ref: Any) -> bool:
     return isinstance(ref, str) and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", ref)
 
 
-def _mask(command: str) -> str:
-    """The command with Azure's placeholders replaced by plain words, so shlex can split it."""
-    command = OPTIONAL_SEGMENT.sub(lambda m: " " + m.group(1) + " ", command)
-    return REF.sub("AZUREML_PLACEHOLDER", command)
+def has_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and bool(PLACEHOLDER.search(value))
 
 
-@lru_cache(maxsize=1024)
-def _split(command: str) -> tuple[str, ...] | None:
+def _whole(value: Any) -> int | None:
+    """A whole number (YAML int, or text Azure reads as one); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        return int(value)
+    return None
+
+
+def coerces(value: Any, kind: str) -> bool:
+    """Whether Azure reads ``value`` as a ``kind`` literal (it coerces: True is the string 'True',
+    '1e-3' is the number 0.001)."""
+    if kind == "string":
+        return not isinstance(value, (dict, list))
+    if kind == "boolean":
+        return isinstance(value, bool) or str(value).strip().lower() in ("true", "false")
     try:
-        return tuple(shlex.split(_mask(command), comments=False))
-    except ValueError:
-        return None
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return False
+    if number is None:
+        return False
+    return kind == "number" or number.is_integer()
 
 
-def script_of(command: str) -> tuple[str, str] | None:
-    """('file', 'train.py') or ('module', 'pkg.mod') for the Python entry point a command runs."""
-    tokens = _split(command)
-    if tokens is None:
+def shm_bytes(text: Any) -> float | None:
+    """Docker's shm size ('16g', '2048m', '1024') in bytes; None when it is not one."""
+    match = SHM_SIZE.match(str(text).strip()) if text is not None else None
+    if not match:
         return None
-    if any(t in ("cd", "pushd") for t in tokens):
-        return None  # the working folder changes: do not guess
-    for i, token in enumerate(tokens):
-        base = os.path.basename(token)
-        if re.fullmatch(r"python(3(\.\d+)?)?", base):
-            rest = list(tokens[i + 1:])
-            j = 0
-            while j < len(rest) and rest[j].startswith("-") and rest[j] != "-m":
-                j += 1
-            if j < len(rest) and rest[j] == "-m" and j + 1 < len(rest):
-                module = rest[j + 1]
-                if module in ("torch.distributed.run", "torch.distributed.launch"):
-                    return _first_py(rest[j + 2:])
-                return ("module", module)
-            if j < len(rest) and rest[j].endswith(".py"):
-                return ("file", rest[j])
-            return None
-        if base in ("torchrun", "deepspeed", "accelerate", "mpirun", "horovodrun"):
-            return _first_py(list(tokens[i + 1:]))
+    unit = (match.group(2) or "b").lower()[0]
+    return float(re.match(r"[\d.]+", str(text).strip()).group()) * {"b": 1, "k": 2 ** 10, "m": 2 ** 20,
+                                                                     "g": 2 ** 30, "t": 2 ** 40}[unit]
+
+
+def cron_problem(expression: Any) -> str | None:
+    """Why a five-field cron expression cannot fire as written, or None."""
+    fields = str(expression).split()
+    if len(fields) != 5:
+        return f"has {len(fields)} fields; Azure ML schedules take five (minute hour day month weekday)"
+    for text, (low, high), name in zip(fields, CRON_RANGES, ("minute", "hour", "day", "month", "weekday")):
+        for part in text.split(","):
+            base = part.split("/")[0]
+            if base in ("*", "?"):
+                continue
+            for number in base.split("-"):
+                if not number.isdigit():
+                    if name in ("month", "weekday") and re.fullmatch(r"[A-Za-z]{3}", number):
+                        continue
+                    return f"{name} field '{text}' is not a number, range or list"
+                if not low <= int(number) <= high:
+                    return f"{name} {number} is outside {low}-{high}"
     return None
 
 
-def per_node_workers(command: str) -> int | None:
-    """Workers each launched copy of ``command`` starts itself (torchrun's --nproc_per_node),
-    1 for a plain command, None when it cannot be told (``auto``, a variable)."""
-    tokens = _split(command)
-    if tokens is None:
-        return 1
-    launcher = False
-    for i, token in enumerate(tokens):
-        base = os.path.basename(token)
-        if base == "torchrun" or token in ("torch.distributed.run", "torch.distributed.launch"):
-            launcher = True
-        if launcher:
-            value = None
-            if token in ("--nproc_per_node", "--nproc-per-node") and i + 1 < len(tokens):
-                value = tokens[i + 1]
-            elif token.startswith(("--nproc_per_node=", "--nproc-per-node=")):
-                value = token.split("=", 1)[1]
-            if value is not None:
-                return int(value) if value.isdigit() else None
-    return 1
-
-
-def _first_py(tokens: list[str]) -> tuple[str, str] | None:
-    for token in tokens:
-        if token.endswith(".py") and not token.startswith("-"):
-            return ("file", token)
-    return None
-
-
-# ------------------------------------------------------------------ shared pieces
+# ------------------------------------------------------------------ the checker
 
 class Checker:
     """Checks one document. ``compute_size`` maps a compute reference to a VM size name."""
@@ -191,48 +178,86 @@ class Checker:
         self.base = doc.path.parent
         self.referenced: list[Path] = []  # local component files this document uses
 
-    # -------------------------------------------------------------- common
-    def common(self) -> None:
-        doc = self.doc
+    def report(self, rule: R.Rule, ypath: tuple, message: str, hint: str | None = None,
+               severity: str | None = None) -> None:
+        self.doc.report(rule, ypath, message, hint, severity)
+
+    # -------------------------------------------------------------- every document
+    def generic(self) -> None:
+        """What holds for any YAML that is committed: no duplicate keys, no secrets, no
+        placeholders left in."""
+        for dup_path, line in self.doc.located.duplicates:
+            self.doc.report(R.DUPLICATE_KEY, (), f"key '{'.'.join(map(str, dup_path))}' appears twice",
+                            "YAML keeps only the last one; remove the other", line=line)
         self.secrets()
-        for dup_path, line in doc.located.duplicates:
-            doc.diagnostics.append(_diag(doc, line, "error", f"key '{'.'.join(map(str, dup_path))}' appears twice",
-                                         "YAML keeps only the last one; remove the other"))
-        if doc.kind in SCHEMAS and "$schema" not in doc.data:
-            doc.warning((), "no $schema line", f"add '$schema: {SCHEMAS[doc.kind]}' as the first line "
-                        "(editors validate against it)")
+        self.placeholders()
+
+    def common(self) -> None:
+        """The generic checks, plus the $schema line of a kind that has one."""
+        self.generic()
+        kind = kinds.KINDS.get(self.doc.kind or "")
+        if kind is not None and kind.schema_url and "$schema" not in self.doc.data:
+            self.report(R.NO_SCHEMA, (), "no $schema line",
+                        f"add '$schema: {kind.schema_url}' as the first line (editors validate against it)")
 
     def secrets(self) -> None:
         """Every string in the document that looks like a secret by its format."""
         for ypath, kind in secretscan.scan(self.doc.data):
             key = ypath[-1] if ypath else "the document"
-            self.doc.error(ypath, f"'{key}' holds what looks like {kind}", secretscan.HINT)
+            self.report(R.SECRET_VALUE, ypath, f"'{key}' holds what looks like {kind}", secretscan.HINT)
+
+    def placeholders(self) -> None:
+        for ypath, value in _strings(self.doc.data):
+            if ypath[:1] == ("$schema",) or any(k in PROSE_KEYS for k in ypath) or not has_placeholder(value):
+                continue
+            found = PLACEHOLDER.search(value).group()
+            self.report(R.PLACEHOLDER, ypath, f"'{ypath[-1] if ypath else 'value'}' holds the placeholder {found}",
+                        "fill it in (or pass it with --set) before submitting")
 
     def values_secret_names(self) -> None:
         job = self.doc.data.get("job") if isinstance(self.doc.data.get("job"), dict) else {}
         self.secret_names(("job", "environment_variables"), job.get("environment_variables"), "environment variable")
         self.secret_names(("job", "inputs"), job.get("inputs"), "input")
 
+    def secret_names(self, ypath: tuple, mapping: Any, what: str) -> None:
+        """Keys whose name says they hold a secret and that have a value written here (values that
+        look like secrets by their format are found in every document by ``secrets``)."""
+        if not isinstance(mapping, dict):
+            return
+        for key, value in mapping.items():
+            if isinstance(value, dict):  # a typed input: its default or value is what is written
+                value = value.get("default", value.get("value")) if what == "input" else None
+            if secretscan.secret_value(value) is None:
+                leak = secretscan.name_finding(key, value, what)
+                if leak:
+                    self.report(R.SECRET_NAME, ypath + (key,), leak, secretscan.HINT)
+
+    # -------------------------------------------------------------- code
     def code(self, ypath: tuple, code: Any) -> Path | None:
-        doc = self.doc
-        if code is None or not _is_local(code):
+        if code is None or not _is_local(code) or has_placeholder(code):
             return None
         if not isinstance(code, str):
-            doc.error(ypath, "code must be a path")
+            self.report(R.CODE_MISSING, ypath, "code must be a path", "e.g. code: ./src")
             return None
         folder = (self.base / code).resolve()
         if not folder.exists():
-            doc.error(ypath, f"code folder '{code}' does not exist (resolved to {folder})",
-                      "paths are relative to the YAML file's folder")
+            self.report(R.CODE_MISSING, ypath, f"code folder '{code}' does not exist (resolved to {folder})",
+                        "paths are relative to the YAML file's folder")
             return None
         if folder.is_dir():
             listing = code_files_cached(str(folder), folder.stat().st_mtime)
             for problem in listing.problems:
-                doc.error(ypath, f"code folder '{code}': {problem}", LINK_HINT)
+                self.report(R.CODE_LINK, ypath, f"code folder '{code}': {problem}", LINK_HINT)
             if listing.truncated:
-                doc.error(ypath, f"code folder '{code}' holds over {CODE_SNAPSHOT_LIMIT_MB} MB; Azure refuses "
-                          "snapshots that large", "point code at the training sources only, or list data and "
-                          "checkpoints in .amlignore")
+                self.report(R.CODE_TOO_LARGE, ypath, f"code folder '{code}' holds over 300 MB; Azure refuses "
+                            "snapshots that large", "point code at the training sources only, or list data and "
+                            "checkpoints in .amlignore")
+            secret = [rel for _, rel in listing.files if SECRET_FILES.search(rel)]
+            if secret:
+                self.report(R.CODE_SECRET_FILE, ypath, f"code folder '{code}' holds {secret[0]}"
+                            + (f" (and {len(secret) - 1} more)" if len(secret) > 1 else "")
+                            + ", which the snapshot uploads to the workspace", "move it out of the code folder, "
+                            "or list it in .amlignore; give the job its secrets through Key Vault")
         return folder
 
     def script(self, ypath: tuple, command: str, code_dir: Path | None) -> None:
@@ -245,10 +270,9 @@ class Checker:
         if kind == "file":
             if "AZUREML_PLACEHOLDER" in name or name.startswith("$"):
                 return
-            target = (code_dir / name)
-            if not target.is_file():
-                self.doc.error(ypath, f"command runs '{name}' but it is not in the code folder {code_dir.name}/ "
-                               f"({code_dir})", "fix the script name or the code path")
+            if not (code_dir / name).is_file():
+                self.report(R.SCRIPT_MISSING, ypath, f"command runs '{name}' but it is not in the code folder "
+                            f"{code_dir.name}/ ({code_dir})", "fix the script name or the code path")
         else:
             parts = name.split(".")
             top = code_dir / parts[0]
@@ -256,48 +280,88 @@ class Checker:
                 return  # an installed module (e.g. from the environment)
             module = code_dir.joinpath(*parts)
             if not (module.with_suffix(".py").is_file() or (module / "__main__.py").is_file()):
-                self.doc.error(ypath, f"command runs module '{name}' but {code_dir.name}/ has no "
-                               f"{'/'.join(parts)}.py", "fix the module name or the code path")
+                self.report(R.SCRIPT_MISSING, ypath, f"command runs module '{name}' but {code_dir.name}/ has no "
+                            f"{'/'.join(parts)}.py", "fix the module name or the code path")
 
-    def input_names(self, ypath: tuple, inputs: dict) -> None:
-        for name in inputs:
+    # -------------------------------------------------------------- inputs
+    def io_names(self, ypath: tuple, mapping: dict, what: str = "input") -> None:
+        for name in mapping:
             if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-                self.doc.error(ypath + (name,), f"'{name}' is not a valid input name",
-                               "use letters, digits and _, not starting with a digit")
+                self.report(R.BAD_NAME, ypath + (name,), f"'{name}' is not a valid {what} name",
+                            "use letters, digits and _, not starting with a digit")
             elif name.lower() in RESERVED_INPUT_NAMES:
-                self.doc.error(ypath + (name,), f"input name '{name}' is reserved: Azure exports inputs as "
-                               f"environment variables and '{name.upper()}' is a system one", f"rename it, e.g. {name}_value")
+                self.report(R.RESERVED_NAME, ypath + (name,), f"{what} name '{name}' is reserved: Azure exports "
+                            f"inputs as environment variables and '{name.upper()}' is a system one",
+                            f"rename it, e.g. {name}_{'value' if what == 'input' else 'dir'}")
 
     def job_inputs(self, ypath: tuple, inputs: Any) -> dict:
-        doc = self.doc
         if inputs is None:
             return {}
         if not isinstance(inputs, dict):
-            doc.error(ypath, "inputs must be a mapping")
+            self.report(R.INPUT_TYPE, ypath, "inputs must be a mapping", "inputs: {name: value}")
             return {}
-        self.input_names(ypath, inputs)
+        self.io_names(ypath, inputs)
         self.secret_names(ypath, inputs, "input")
         for name, value in inputs.items():
-            if isinstance(value, dict):
-                kind = value.get("type")
-                if "optional" in value or ("default" in value and kind in LITERAL_TYPES) or kind in LITERAL_TYPES:
-                    doc.error(ypath + (name,), f"input '{name}' is written as a typed component input "
-                              "(type/default/optional); a job takes the value itself and Azure rejects this",
-                              f"write '{name}: <value>'")
-                elif kind in DATA_TYPES and _is_local(value.get("path")) and value.get("path"):
-                    target = (self.base / str(value["path"])).resolve()
-                    if not target.exists():
-                        doc.error(ypath + (name, "path"), f"input '{name}' path '{value['path']}' does not exist "
-                                  f"(resolved to {target})", "paths are relative to the YAML file's folder")
+            if not isinstance(value, dict):
+                continue
+            kind = value.get("type")
+            if "optional" in value or "default" in value or kind in LITERAL_TYPES:
+                self.report(R.TYPED_JOB_INPUT, ypath + (name,), f"input '{name}' is written as a typed component "
+                            "input (type/default/optional); a job takes the value itself and Azure rejects this",
+                            f"write '{name}: <value>'")
+            else:
+                self.local_path(ypath + (name, "path"), name, value.get("path"), kind)
+                self.reference(ypath + (name, "path"), value.get("path"))
         return inputs
 
+    def local_path(self, ypath: tuple, name: str, path: Any, kind: Any) -> None:
+        if not (isinstance(path, str) and path and _is_local(path)) or has_placeholder(path) or REF.search(path):
+            return
+        target = (self.base / path).resolve()
+        if not target.exists():
+            self.report(R.INPUT_PATH_MISSING, ypath, f"input '{name}' path '{path}' does not exist (resolved to "
+                        f"{target})", "paths are relative to the YAML file's folder")
+        elif kind == "mltable" and target.is_dir() and not (target / "MLTable").is_file():
+            self.report(R.MLTABLE_FILE, ypath, f"input '{name}' is an mltable folder without an MLTable file "
+                        f"({target})", "add the MLTable file, or use type: uri_folder")
+
+    def url(self, ypath: tuple, path: Any) -> None:
+        """A cloud URL whose host lost its name (https://.blob.core.windows.net/: a placeholder cut out)."""
+        if not isinstance(path, str) or has_placeholder(path):
+            return
+        match = re.match(r"^(https?|wasbs?|abfss?)://([^/]*)", path)
+        if match and (not match.group(2) or match.group(2).startswith(".") or "@." in match.group(2)
+                      or match.group(2).startswith("@")):
+            self.report(R.REFERENCE, ypath, f"'{path}' has an empty host or account name", "write the storage "
+                        "account (and container) into the URL")
+
+    def reference(self, ypath: tuple, ref: Any) -> None:
+        """Asset references: azureml:name:version, azureml:name@label, azureml://registries/..."""
+        if not isinstance(ref, str) or has_placeholder(ref) or ref.startswith("azureml:/subscriptions/"):
+            return
+        if ref.startswith("azureml://registries/"):
+            if not REGISTRY_REF.match(ref):
+                self.report(R.REFERENCE, ypath, f"'{ref}' is not a registry reference Azure reads",
+                            "azureml://registries/<registry>/<models|environments|components|data>/<name>"
+                            "[/versions/<version> | /labels/<label>]")
+        elif ref.startswith("azureml:") and not ref.startswith("azureml://"):
+            match = ASSET_REF.match(ref)
+            if match is None:
+                self.report(R.REFERENCE, ypath, f"'{ref}' is not an asset reference Azure reads",
+                            "azureml:<name>:<version> or azureml:<name>@latest")
+            elif match.group("label") and match.group("label") != "latest" \
+                    and difflib.get_close_matches(match.group("label").lower(), ["latest"], cutoff=0.6):
+                self.report(R.REFERENCE, ypath, f"'{ref}' asks for label '{match.group('label')}', which no asset "
+                            "has", f"did you mean azureml:{match.group('name')}@latest?")
+
+    # -------------------------------------------------------------- commands
     def command(self, ypath: tuple, command: Any, inputs: dict, outputs: dict, *, component: bool,
                 namespaces: tuple[str, ...] = ("inputs", "outputs"), search_space: dict | None = None) -> None:
-        doc = self.doc
         if command is None:
             return
         if not isinstance(command, str):
-            doc.error(ypath, "command must be text")
+            self.report(R.NO_COMMAND, ypath, "command must be text", "command: python train.py ...")
             return
         inputs = inputs if isinstance(inputs, dict) else {}
         outputs = outputs if isinstance(outputs, dict) else {}
@@ -305,23 +369,51 @@ class Checker:
             ref = match.group(1)
             head, _, rest = ref.partition(".")
             if head not in namespaces or not rest:
-                doc.error(ypath, f"command uses ${{{{{ref}}}}}, which Azure does not substitute here",
-                          f"use ${{{{{namespaces[0]}.<name>}}}}" + (" or " + ", ".join(
-                              f"${{{{{n}.<name>}}}}" for n in namespaces[1:]) if len(namespaces) > 1 else ""))
+                self.report(R.REF_NAMESPACE, ypath, f"command uses ${{{{{ref}}}}}, which Azure does not substitute "
+                            "here", f"use ${{{{{namespaces[0]}.<name>}}}}" + (" or " + ", ".join(
+                                f"${{{{{n}.<name>}}}}" for n in namespaces[1:]) if len(namespaces) > 1 else ""))
                 continue
             table = {"inputs": inputs, "outputs": outputs, "search_space": search_space or {}}[head]
             if rest not in table:
                 what = {"inputs": "input", "outputs": "output", "search_space": "search_space parameter"}[head]
-                doc.error(ypath, f"command uses ${{{{{ref}}}}} but there is no {what} '{rest}'",
-                          _close(rest, [str(k) for k in table]))
-        segments = OPTIONAL_SEGMENT.findall(command)
-        if segments and not component:
-            doc.error(ypath, "$[[...]] optional segments work only in components", "remove the brackets")
+                self.report(R.REF_UNKNOWN, ypath, f"command uses ${{{{{ref}}}}} but there is no {what} '{rest}'",
+                            _close(rest, [str(k) for k in table]))
+        if OPTIONAL_SEGMENT.findall(command) and not component:
+            self.report(R.OPTIONAL_IN_JOB, ypath, "$[[...]] optional segments work only in components",
+                        "remove the brackets")
+        old = OLD_OPTIONAL.search(command)
+        if old:
+            self.report(R.OLD_OPTIONAL, ypath, f"'{old.group()}' is the preview's optional segment; Azure ML v2 "
+                        "passes the brackets to the script", f"write $[[{old.group()[1:-1].strip()}]]")
         if component:
             if re.search(r"\\\s*\n", command):
-                doc.error(ypath, "command continues lines with '\\'; Azure does not support that in components",
-                          "write the command on one line, or use a folded block (command: >-)")
-            self.optional_segments(ypath, command, inputs)
+                self.report(R.BACKSLASH, ypath, "command continues lines with '\\'; Azure does not support that in "
+                            "components", "write the command on one line, or use a folded block (command: >-)")
+            if not old:
+                self.optional_segments(ypath, command, inputs)
+        if local_rank_from_rank(command):
+            self.report(R.LOCAL_RANK, ypath, "--local_rank is given $RANK, the global rank: on a second node it "
+                        "points past the node's GPUs", "use $LOCAL_RANK")
+
+    def optional_segments(self, ypath: tuple, command: str, inputs: dict) -> None:
+        def optional(name: str) -> bool:
+            spec = inputs.get(name)
+            return isinstance(spec, dict) and spec.get("optional") is True
+
+        for segment in OPTIONAL_SEGMENT.findall(command):
+            for ref in REF.findall(segment):
+                head, _, name = ref.partition(".")
+                if head == "inputs" and name in inputs and not optional(name):
+                    self.report(R.OPTIONAL_REQUIRED, ypath, f"required input '{name}' is inside $[[...]]; the "
+                                "segment would never be dropped", f"remove the brackets, or make '{name}' optional: "
+                                "true")
+        outside = OPTIONAL_SEGMENT.sub("", command)
+        for ref in REF.findall(outside):
+            head, _, name = ref.partition(".")
+            if head == "inputs" and optional(name):
+                self.report(R.OPTIONAL_OUTSIDE, ypath, f"optional input '{name}' is used outside $[[...]]; when it "
+                            "is not given the command keeps a dangling flag", f"wrap it: $[[--{name.replace('_', '-')}"
+                            f" ${{{{inputs.{name}}}}}]]")
 
     def pasted(self, command: Any, bindings: Callable[[str], list[tuple[tuple, Any, str]]]) -> None:
         """Literals the shell would read as more than a plain word where Azure pastes them into
@@ -335,8 +427,8 @@ class Checker:
                 found = shell.problem(value, use)
                 if found:
                     severity, text, hint = found
-                    report = self.doc.error if severity == "error" else self.doc.warning
-                    report(ypath, f"{label} {text}", hint)
+                    rule = R.SHELL_VALUE if severity == R.ERROR else R.SHELL_SPLIT
+                    self.report(rule, ypath, f"{label} {text}", hint)
 
     def literal_bindings(self, inputs: Any, space: Any = None) -> Callable[[str], list[tuple[tuple, Any, str]]]:
         """References of a command job or a sweep's trial: its own literal inputs, and the choices
@@ -402,294 +494,373 @@ class Checker:
 
         return bind
 
-    def optional_segments(self, ypath: tuple, command: str, inputs: dict) -> None:
-        doc = self.doc
-
-        def optional(name: str) -> bool:
-            spec = inputs.get(name)
-            return isinstance(spec, dict) and spec.get("optional") is True
-
-        for segment in OPTIONAL_SEGMENT.findall(command):
-            for ref in REF.findall(segment):
-                head, _, name = ref.partition(".")
-                if head == "inputs" and name in inputs and not optional(name):
-                    doc.error(ypath, f"required input '{name}' is inside $[[...]]; the segment would never be "
-                              "dropped", f"remove the brackets, or make '{name}' optional: true")
-        outside = OPTIONAL_SEGMENT.sub("", command)
-        for ref in REF.findall(outside):
-            head, _, name = ref.partition(".")
-            if head == "inputs" and optional(name):
-                doc.error(ypath, f"optional input '{name}' is used outside $[[...]]; when it is not given "
-                          "the command keeps a dangling flag", f"wrap it: $[[--{name.replace('_', '-')} "
-                          f"${{{{inputs.{name}}}}}]]")
-
+    # -------------------------------------------------------------- distribution and resources
     def distribution(self, ypath: tuple, dist: Any) -> int | None:
         """Checks a distribution block; returns processes per node when known."""
-        doc = self.doc
         if dist is None:
             return None
         if not isinstance(dist, dict):
-            doc.error(ypath, "distribution must be a mapping with a type")
+            self.report(R.DISTRIBUTION, ypath, "distribution must be a mapping with a type",
+                        "distribution: {type: pytorch, process_count_per_instance: 4}")
             return None
         kind = dist.get("type")
         if kind not in DIST_KEYS:
-            doc.error(ypath + ("type",), f"unknown distribution type '{kind}'", "use pytorch, mpi, tensorflow or ray")
+            self.report(R.DISTRIBUTION, ypath + ("type",), f"unknown distribution type '{kind}'",
+                        "use pytorch, mpi, tensorflow or ray")
             return None
         for key in dist:
             if key not in DIST_KEYS[kind]:
-                doc.error(ypath + (key,), f"unknown key '{key}' in a {kind} distribution (Azure drops it silently)",
-                          _close(str(key), sorted(DIST_KEYS[kind])))
-        if kind in ("pytorch", "mpi"):
-            p = dist.get("process_count_per_instance", 1)
-            if isinstance(p, bool) or not isinstance(p, int):
-                if not (isinstance(p, str) and p.startswith("${{")):
-                    doc.error(ypath + ("process_count_per_instance",), f"process_count_per_instance must be a "
-                              f"whole number, got {p!r}")
-                return None
-            if p < 1:
-                doc.error(ypath + ("process_count_per_instance",), f"process_count_per_instance is {p}; no "
-                          "process would run", "use 1 or more (one per GPU)")
-                return None
-            return p
-        return None
+                self.report(R.DISTRIBUTION_KEY, ypath + (key,), f"unknown key '{key}' in a {kind} distribution "
+                            "(Azure drops it silently)", _close(str(key), sorted(DIST_KEYS[kind])))
+        if kind not in ("pytorch", "mpi"):
+            return None
+        p = dist.get("process_count_per_instance", 1)
+        if isinstance(p, str) and p.startswith("${{"):
+            return None
+        count = _whole(p)
+        if count is None:
+            self.report(R.PROCESS_COUNT, ypath + ("process_count_per_instance",),
+                        f"process_count_per_instance must be a whole number, got {p!r}", "one per GPU, e.g. 4")
+            return None
+        if count < 1:
+            self.report(R.PROCESS_COUNT, ypath + ("process_count_per_instance",), f"process_count_per_instance is "
+                        f"{count}; no process would run", "use 1 or more (one per GPU)")
+            return None
+        return count
 
     def resources(self, ypath: tuple, res: Any) -> int | None:
-        doc = self.doc
         if res is None:
             return 1
         if not isinstance(res, dict):
-            doc.error(ypath, "resources must be a mapping")
+            self.report(R.RESOURCES_KEY, ypath, "resources must be a mapping", "resources: {instance_count: 2}")
             return None
         for key in res:
             if key not in RESOURCE_KEYS:
-                doc.error(ypath + (key,), f"unknown key '{key}' in resources (Azure drops it silently)",
-                          _close(str(key), sorted(RESOURCE_KEYS)))
+                self.report(R.RESOURCES_KEY, ypath + (key,), f"unknown key '{key}' in resources (Azure drops it "
+                            "silently)", _close(str(key), sorted(RESOURCE_KEYS)))
+        self.shared_memory(ypath, res)
         n = res.get("instance_count", 1)
-        if isinstance(n, bool) or not isinstance(n, int):
-            if not (isinstance(n, str) and n.startswith("${{")):
-                doc.error(ypath + ("instance_count",), f"instance_count must be a whole number, got {n!r}")
+        if isinstance(n, str) and n.startswith("${{"):
             return None
-        if n < 1:
-            doc.error(ypath + ("instance_count",), f"instance_count is {n}", "use 1 or more nodes")
+        count = _whole(n)
+        if count is None:
+            self.report(R.INSTANCE_COUNT, ypath + ("instance_count",), f"instance_count must be a whole number, "
+                        f"got {n!r}", "nodes, e.g. 2")
             return None
-        return n
+        if count < 1:
+            self.report(R.INSTANCE_COUNT, ypath + ("instance_count",), f"instance_count is {count}",
+                        "use 1 or more nodes")
+            return None
+        return count
+
+    def shared_memory(self, ypath: tuple, res: dict) -> None:
+        shm = res.get("shm_size")
+        if shm is not None and not (isinstance(shm, str) and shm.startswith("${{")):
+            size = shm_bytes(shm)
+            vm = vmsizes.lookup(res.get("instance_type"))
+            if size is None:
+                self.report(R.SHM_SIZE, ypath + ("shm_size",), f"shm_size {shm!r} is not a size Docker reads",
+                            "e.g. shm_size: 16g (b, k, m or g)")
+            elif vm is not None and size > vm.memory_gib * 2 ** 30:
+                self.report(R.SHM_SIZE, ypath + ("shm_size",), f"shm_size {shm} is more than the "
+                            f"{vm.memory_gib:g} GiB of memory of {vm.name}", "use at most half the VM's memory")
+        args = res.get("docker_args")
+        if shm is not None and isinstance(args, str) and re.search(r"--(shm-size|ipc)\b", args):
+            self.report(R.DOCKER_SHM, ypath + ("docker_args",), "docker_args sets --shm-size or --ipc beside "
+                        "shm_size; one of them wins and the other is silently ignored", "keep shm_size only")
 
     def nodes_without_distribution(self, ypath: tuple, nodes: int | None, dist: Any) -> None:
         if nodes and nodes > 1 and not dist:
-            self.doc.warning(ypath, f"instance_count {nodes} without a distribution: Azure documents only one "
-                             "process on one node for this", "add distribution: {type: pytorch} (or mpi)")
+            self.report(R.NODES_NO_DISTRIBUTION, ypath, f"instance_count {nodes} without a distribution: Azure "
+                        "documents only one process on one node for this", "add distribution: {type: pytorch} "
+                        "(or mpi)")
+
+    def launcher_twice(self, ypath: tuple, command: Any, dist: Any, p: int | None) -> None:
+        if not isinstance(command, str) or not isinstance(dist, dict) or dist.get("type") != "pytorch" or not p:
+            return
+        launcher = launcher_of(command)
+        if launcher and launcher not in ("mpirun", "mpiexec") and p > 1:
+            self.report(R.LAUNCHER_TWICE, ypath, f"the command starts {launcher} and the pytorch distribution "
+                        f"starts it {p} times per node: every copy launches its workers again ({p} x {p})",
+                        "with a launcher in the command set process_count_per_instance: 1 (one launcher per node)")
+
+    def fits(self, ypath: tuple, size_name: str | None, processes: int | None, judge_retired: bool = True) -> None:
+        """``processes`` per node against a VM size: retired, unknown (warning), too many or too few."""
+        size = vmsizes.lookup(size_name)
+        if size is None or not processes:
+            return
+        if size.retired:
+            if judge_retired:
+                message, hint = vmsizes.retired_message(size)
+                self.report(R.VM_RETIRED, ypath, message, hint)
+            return
+        found = vmsizes.capacity_problem(size, processes)
+        if found:
+            level, message, hint = found
+            self.report(R.VM_CAPACITY, ypath, message, hint, severity=level)
 
     def fits_compute(self, ypath: tuple, compute: Any, processes: int | None) -> None:
         if not compute or not isinstance(compute, str) or not processes:
             return
         size_name, size_in_lint_set = self.compute_size(self.doc, compute)
         size = vmsizes.lookup(size_name)
-        if size is None:
+        if size is not None and size.retired and not size_in_lint_set:
+            message, hint = vmsizes.retired_message(size)
+            self.report(R.VM_RETIRED, ypath, f"compute '{compute}': {message}", hint)
             return
-        if size.retired:
-            if not size_in_lint_set:
-                message, hint = vmsizes.retired_message(size)
-                self.doc.error(ypath, f"compute '{compute}': {message}", hint)
+        self.fits(ypath, size_name, processes, judge_retired=False)  # the compute file itself says it is retired
+
+    def serverless(self, ypath: tuple, d: dict, processes: int | None) -> None:
+        """A job without a cluster (`resources.instance_type`): its size is checked like a cluster's."""
+        res = d.get("resources") if isinstance(d.get("resources"), dict) else {}
+        size_name = res.get("instance_type")
+        if not isinstance(size_name, str) or has_placeholder(size_name) or size_name.startswith("${{"):
             return
-        found = vmsizes.capacity_problem(size, processes)
-        if found:
-            level, message, hint = found
-            (self.doc.error if level == "error" else self.doc.warning)(ypath, message, hint)
+        if d.get("compute") not in (None, "serverless", "azureml:serverless"):
+            return
+        if vmsizes.lookup(size_name) is None:
+            close = vmsizes.suggest(size_name)
+            self.report(R.VM_UNKNOWN, ypath + ("resources", "instance_type"), f"instance_type '{size_name}' is not "
+                        "in the VM size table; GPUs are not checked", f"did you mean {close}?" if close else
+                        "check the name with 'az vm list-sizes'")
+            return
+        self.fits(ypath + ("resources", "instance_type"), size_name, processes)
+
+    def job_settings(self, ypath: tuple, d: dict) -> None:
+        limits = d.get("limits")
+        if isinstance(limits, dict) and "timeout" in limits:
+            t = limits["timeout"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or t < 1:
+                self.report(R.TIMEOUT, ypath + ("limits", "timeout"), f"limits.timeout must be a positive number "
+                            f"of seconds, got {t!r}", "e.g. limits: {timeout: 7200}")
+        queue = d.get("queue_settings")
+        if isinstance(queue, dict):
+            tier, priority = queue.get("job_tier"), queue.get("priority")
+            if tier is not None and str(tier).lower() not in JOB_TIERS:
+                self.report(R.QUEUE_SETTINGS, ypath + ("queue_settings", "job_tier"), f"unknown job_tier '{tier}'",
+                            "use spot, basic, standard or premium")
+            if priority is not None and str(priority).lower() not in PRIORITIES:
+                self.report(R.QUEUE_SETTINGS, ypath + ("queue_settings", "priority"), f"unknown priority "
+                            f"'{priority}'", "use low, medium or high")
+        services = d.get("services")
+        if isinstance(services, dict):
+            for name, service in services.items():
+                if isinstance(service, dict) and str(service.get("type", "")).lower() == "ssh":
+                    props = service.get("properties") if isinstance(service.get("properties"), dict) else {}
+                    if not props.get("ssh_public_keys"):
+                        self.report(R.SERVICES, ypath + ("services", name), f"ssh service '{name}' has no "
+                                    "ssh_public_keys; nobody could log in", "add properties: {ssh_public_keys: "
+                                    "<your public key>}")
 
     def env_vars(self, ypath: tuple, env: Any) -> None:
         self.secret_names(ypath, env, "environment variable")
 
-    def secret_names(self, ypath: tuple, mapping: Any, what: str) -> None:
-        """Keys whose name says they hold a secret and that have a value written here (values that
-        look like secrets by their format are found in every document by ``secrets``)."""
-        if not isinstance(mapping, dict):
-            return
-        for key, value in mapping.items():
-            if isinstance(value, dict):  # a typed input: its default or value is what is written
-                value = value.get("default", value.get("value")) if what == "input" else None
-            if secretscan.secret_value(value) is None:
-                leak = secretscan.name_finding(key, value, what)
-                if leak:
-                    self.doc.error(ypath + (key,), leak, secretscan.HINT)
-
-    # -------------------------------------------------------------- per kind
+    # -------------------------------------------------------------- command jobs and components
     def command_job(self, d: dict | None = None, ypath: tuple = (), *, inline_node: bool = False) -> None:
         d = self.doc.data if d is None else d
         inputs = self.job_inputs(ypath + ("inputs",), d.get("inputs"))
         outputs = d.get("outputs") if isinstance(d.get("outputs"), dict) else {}
+        self.io_names(ypath + ("outputs",), outputs, "output")
         code_dir = self.code(ypath + ("code",), d.get("code"))
-        if isinstance(d.get("command"), str):
-            self.command(ypath + ("command",), d["command"], inputs, outputs, component=False)
-            self.script(ypath + ("command",), d["command"], code_dir)
+        command = d.get("command")
+        if isinstance(command, str):
+            self.command(ypath + ("command",), command, inputs, outputs, component=False)
+            self.script(ypath + ("command",), command, code_dir)
             if not inline_node:  # a pipeline's steps are judged with the values that reach them
-                self.pasted(d["command"], self.literal_bindings(inputs))
+                self.pasted(command, self.literal_bindings(inputs))
         elif not inline_node:
-            self.doc.error(ypath, "a command job needs a command", "add command: python train.py ...")
+            self.report(R.NO_COMMAND, ypath, "a command job needs a command", "add command: python train.py ...")
+        self.reference(ypath + ("environment",), d.get("environment"))
+        if not inline_node:  # a step's shape is judged by the pipeline, with its default compute
+            self.run_shape(ypath, d, d.get("compute"))
+            self.job_settings(ypath, d)
+
+    def run_shape(self, ypath: tuple, d: dict, compute: Any) -> None:
+        """Distribution, resources and where the processes run (a cluster or serverless)."""
         p = self.distribution(ypath + ("distribution",), d.get("distribution"))
         nodes = self.resources(ypath + ("resources",), d.get("resources"))
         self.nodes_without_distribution(ypath + ("resources", "instance_count"), nodes, d.get("distribution"))
-        workers = per_node_workers(d["command"]) if isinstance(d.get("command"), str) else 1
+        command = d.get("command")
+        workers = per_node_workers(command) if isinstance(command, str) else 1
+        self.launcher_twice(ypath + ("distribution", "process_count_per_instance"), command, d.get("distribution"), p)
         if p is None and not d.get("distribution"):
             p = 1
+        processes = p * workers if p and workers else None
         where = ypath + ("distribution", "process_count_per_instance") if d.get("distribution") else ypath + ("compute",)
-        self.fits_compute(where, d.get("compute"), p * workers if p and workers else None)
+        self.fits_compute(where, compute, processes)
+        self.serverless(ypath, d, processes)
         self.env_vars(ypath + ("environment_variables",), d.get("environment_variables"))
-        limits = d.get("limits")
-        if isinstance(limits, dict) and "timeout" in limits:
-            t = limits["timeout"]
-            if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-                self.doc.error(ypath + ("limits", "timeout"), f"limits.timeout must be a positive number of "
-                               f"seconds, got {t!r}")
 
     def command_component(self) -> None:
-        doc = self.doc
-        d = doc.data
+        d = self.doc.data
         for key in d:
             if key in ("environment_variables", "limits"):
-                doc.error((key,), f"'{key}' on a component is dropped by Azure", "set it on the job or on the "
-                          "pipeline node that uses the component")
+                self.report(R.COMPONENT_DROPPED, (key,), f"'{key}' on a component is dropped by Azure",
+                            "set it on the job or on the pipeline node that uses the component")
             elif key not in COMPONENT_KEYS:
-                doc.error((key,), f"unknown component key '{key}' (Azure drops it silently)",
-                          _close(str(key), sorted(COMPONENT_KEYS - {"id"})))
+                self.report(R.COMPONENT_KEY, (key,), f"unknown component key '{key}' (Azure drops it silently)",
+                            _close(str(key), sorted(COMPONENT_KEYS - {"id"})))
         inputs = d.get("inputs") if isinstance(d.get("inputs"), dict) else {}
         outputs = d.get("outputs") if isinstance(d.get("outputs"), dict) else {}
-        self.input_names(("inputs",), inputs)
-        self.secret_names(("inputs",), inputs, "input")
-        for name, spec in inputs.items():
-            if not isinstance(spec, dict):
-                doc.error(("inputs", name), f"component input '{name}' needs a type",
-                          f"e.g. {name}: {{type: string}}")
-                continue
-            kind = spec.get("type")
-            if kind not in LITERAL_TYPES + DATA_TYPES:
-                doc.error(("inputs", name, "type"), f"unknown input type '{kind}'",
-                          _close(str(kind), list(LITERAL_TYPES + DATA_TYPES)))
-            default = spec.get("default")
-            if default is not None and kind in LITERAL_TYPES:
-                ok = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
-                      "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-                      "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}[kind](default)
-                if not ok:
-                    doc.error(("inputs", name, "default"), f"default {default!r} is not a {kind}")
-        for name in outputs:
-            if isinstance(name, str) and name.lower() in RESERVED_INPUT_NAMES:
-                doc.error(("outputs", name), f"output name '{name}' is reserved", f"rename it, e.g. {name}_dir")
+        self.component_io(inputs, outputs)
         code_dir = self.code(("code",), d.get("code"))
         if isinstance(d.get("command"), str):
             self.command(("command",), d["command"], inputs, outputs, component=True)
             self.script(("command",), d["command"], code_dir)
             self.pasted(d["command"], self.literal_bindings(inputs))
         else:
-            doc.error((), "a command component needs a command")
-        self.distribution(("distribution",), d.get("distribution"))
+            self.report(R.NO_COMMAND, (), "a command component needs a command", "add command: python train.py ...")
+        self.reference(("environment",), d.get("environment"))
+        p = self.distribution(("distribution",), d.get("distribution"))
         self.resources(("resources",), d.get("resources"))
+        self.launcher_twice(("distribution", "process_count_per_instance"), d.get("command"), d.get("distribution"), p)
 
+    def component_io(self, inputs: dict, outputs: dict) -> None:
+        """A component's declared inputs (typed, with defaults of their type) and outputs."""
+        self.io_names(("inputs",), inputs)
+        self.io_names(("outputs",), outputs, "output")
+        self.secret_names(("inputs",), inputs, "input")
+        for name, spec in inputs.items():
+            if not isinstance(spec, dict):
+                self.report(R.INPUT_TYPE, ("inputs", name), f"component input '{name}' needs a type",
+                            f"e.g. {name}: {{type: string}}")
+                continue
+            kind = spec.get("type")
+            if kind in LEGACY_TYPES:
+                self.report(R.LEGACY_TYPE, ("inputs", name, "type"), f"input '{name}' has the preview's type "
+                            f"'{kind}'", "use uri_folder (or uri_file for one file)")
+            elif kind not in LITERAL_TYPES + DATA_TYPES:
+                self.report(R.INPUT_TYPE, ("inputs", name, "type"), f"unknown input type '{kind}'",
+                            _close(str(kind), list(LITERAL_TYPES + DATA_TYPES)))
+            default = spec.get("default")
+            if default is not None and kind in LITERAL_TYPES and not coerces(default, kind):
+                self.report(R.DEFAULT_TYPE, ("inputs", name, "default"), f"default {default!r} is not a {kind}",
+                            f"give a {kind}, or change the type")
+
+    # -------------------------------------------------------------- pipelines
     def pipeline_job(self) -> None:
-        doc = self.doc
-        d = doc.data
+        d = self.doc.data
         p_inputs = d.get("inputs") if isinstance(d.get("inputs"), dict) else {}
         p_outputs = d.get("outputs") if isinstance(d.get("outputs"), dict) else {}
         jobs = d.get("jobs")
         if not isinstance(jobs, dict) or not jobs:
-            doc.error(("jobs",), "a pipeline needs jobs", "add jobs: {step_name: {component: ...}}")
+            self.report(R.NO_JOBS, ("jobs",), "a pipeline needs jobs", "add jobs: {step_name: {component: ...}}")
             return
         self.secret_names(("inputs",), p_inputs, "input")
+        for name, value in p_inputs.items():
+            if isinstance(value, dict):
+                self.local_path(("inputs", name, "path"), name, value.get("path"), value.get("type"))
+                self.reference(("inputs", name, "path"), value.get("path"))
         settings = d.get("settings") if isinstance(d.get("settings"), dict) else {}
         default_compute = settings.get("default_compute") or d.get("compute")
-        components: dict[str, dict | None] = {}
         edges: dict[str, set[str]] = {name: set() for name in jobs}
         for step, node in jobs.items():
-            base = ("jobs", step)
             if not isinstance(node, dict):
-                doc.error(base, f"step '{step}' must be a mapping")
+                self.report(R.NO_JOBS, ("jobs", step), f"step '{step}' must be a mapping",
+                            "a step has component: or command: (and inputs, outputs)")
                 continue
-            comp = self.component_of(base + ("component",), node.get("component"))
-            components[step] = comp
-            n_inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
-            n_outputs = node.get("outputs") if isinstance(node.get("outputs"), dict) else {}
-            self.secret_names(base + ("inputs",), n_inputs, "input")
-            for name, value in n_inputs.items():
-                for ref in REF.findall(str(value)) if isinstance(value, (str, dict)) else []:
-                    self.parent_ref(base + ("inputs", name), ref, p_inputs, p_outputs, jobs, step, edges)
-                if isinstance(value, dict) and isinstance(value.get("path"), str):
-                    for ref in REF.findall(value["path"]):
-                        self.parent_ref(base + ("inputs", name), ref, p_inputs, p_outputs, jobs, step, edges)
-            for name, value in n_outputs.items():
-                text = value if isinstance(value, str) else (value or {}).get("path") if isinstance(value, dict) else None
-                for ref in REF.findall(text or ""):
-                    head = ref.split(".")
-                    if head[:2] == ["parent", "outputs"] and len(head) == 3 and head[2] not in p_outputs:
-                        doc.error(base + ("outputs", name), f"binds ${{{{{ref}}}}} but the pipeline declares no "
-                                  f"output '{head[2]}'", _close(head[2], [str(k) for k in p_outputs]))
-            if comp is not None:
-                c_inputs = comp.get("inputs") if isinstance(comp.get("inputs"), dict) else {}
-                c_outputs = comp.get("outputs") if isinstance(comp.get("outputs"), dict) else {}
-                for name in n_inputs:
-                    if name not in c_inputs:
-                        doc.error(base + ("inputs", name), f"step '{step}' passes input '{name}' that its component "
-                                  "does not declare (Azure drops it silently)", _close(str(name), [str(k) for k in c_inputs]))
-                for name in n_outputs:
-                    if name not in c_outputs:
-                        doc.error(base + ("outputs", name), f"step '{step}' binds output '{name}' that its component "
-                                  "does not declare", _close(str(name), [str(k) for k in c_outputs]))
-                for name, spec in c_inputs.items():
-                    required = isinstance(spec, dict) and not spec.get("optional") and spec.get("default") is None
-                    if required and name not in n_inputs:
-                        doc.error(base + ("inputs",) if "inputs" in node else base,
-                                  f"step '{step}' does not give required input '{name}' of its component",
-                                  f"add inputs: {{{name}: ...}} to the step")
-            elif node.get("type") == "command" and "command" in node:
-                self.command_job(node, base, inline_node=True)
-            step_command = comp.get("command") if comp is not None else node.get("command")
-            self.pasted(step_command, self.step_bindings(step, base, n_inputs, p_inputs))
-            p = self.distribution(base + ("distribution",), node.get("distribution"))
-            nodes = self.resources(base + ("resources",), node.get("resources"))
-            dist = node.get("distribution") or (comp or {}).get("distribution")
-            self.nodes_without_distribution(base + ("resources", "instance_count"), nodes, dist)
-            if p is None and isinstance((comp or {}).get("distribution"), dict):
-                p = (comp or {}).get("distribution", {}).get("process_count_per_instance")
-                p = p if isinstance(p, int) and not isinstance(p, bool) else None
-            self.fits_compute(base + ("distribution", "process_count_per_instance") if node.get("distribution")
-                              else base, node.get("compute") or default_compute, p)
-            self.env_vars(base + ("environment_variables",), node.get("environment_variables"))
-        # a cycle of steps never starts
+            self.step(step, node, jobs, p_inputs, p_outputs, default_compute, edges)
         cycle = _find_cycle(edges)
         if cycle:
-            doc.error(("jobs", cycle[0]), f"steps depend on each other in a cycle: {' -> '.join(cycle)}",
-                      "a step can only use outputs of steps before it")
+            self.report(R.STEP_CYCLE, ("jobs", cycle[0]), f"steps depend on each other in a cycle: "
+                        f"{' -> '.join(cycle)}", "a step can only use outputs of steps before it")
+
+    def step(self, step: str, node: dict, jobs: dict, p_inputs: dict, p_outputs: dict, default_compute: Any,
+             edges: dict[str, set[str]]) -> None:
+        base = ("jobs", step)
+        comp = self.component_of(base + ("component",), node.get("component"))
+        step_type = str(node.get("type") or (comp or {}).get("type") or ("command" if "command" in node else ""))
+        n_inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        n_outputs = node.get("outputs") if isinstance(node.get("outputs"), dict) else {}
+        self.secret_names(base + ("inputs",), n_inputs, "input")
+        self.step_bindings_refs(step, base, n_inputs, n_outputs, jobs, p_inputs, p_outputs, edges)
+        if comp is not None:
+            self.step_against_component(step, base, node, comp, n_inputs, n_outputs)
+        elif "command" in node and step_type in COMMAND_STEPS:
+            self.command_job(node, base, inline_node=True)
+        if step_type not in COMMAND_STEPS:
+            self.env_vars(base + ("environment_variables",), node.get("environment_variables"))
+            return  # spark, parallel, automl, sweep, pipeline and data steps have their own resources and runtime
+        step_command = comp.get("command") if comp is not None else node.get("command")
+        self.pasted(step_command, self.step_bindings(step, base, n_inputs, p_inputs))
+        shape = dict(node)
+        if comp is not None and not node.get("distribution") and isinstance(comp.get("distribution"), dict):
+            shape["distribution"] = comp["distribution"]
+        shape.setdefault("command", step_command)
+        self.run_shape(base, shape, node.get("compute") or default_compute)
+
+    def step_bindings_refs(self, step: str, base: tuple, n_inputs: dict, n_outputs: dict, jobs: dict,
+                           p_inputs: dict, p_outputs: dict, edges: dict[str, set[str]]) -> None:
+        for name, value in n_inputs.items():
+            texts = [value] if isinstance(value, str) else [value.get("path")] if isinstance(value, dict) else []
+            for text in texts:
+                for ref in REF.findall(text) if isinstance(text, str) else []:
+                    self.parent_ref(base + ("inputs", name), ref, p_inputs, p_outputs, jobs, step, edges)
+            if isinstance(value, dict):
+                self.local_path(base + ("inputs", name, "path"), name, value.get("path"), value.get("type"))
+        for name, value in n_outputs.items():
+            text = value if isinstance(value, str) else (value or {}).get("path") if isinstance(value, dict) else None
+            for ref in REF.findall(text or ""):
+                head = ref.split(".")
+                if head[:2] == ["parent", "outputs"] and len(head) == 3 and head[2] not in p_outputs:
+                    self.report(R.PARENT_OUTPUT, base + ("outputs", name), f"binds ${{{{{ref}}}}} but the pipeline "
+                                f"declares no output '{head[2]}'", _close(head[2], [str(k) for k in p_outputs]))
+
+    def step_against_component(self, step: str, base: tuple, node: dict, comp: dict, n_inputs: dict,
+                               n_outputs: dict) -> None:
+        c_inputs = comp.get("inputs") if isinstance(comp.get("inputs"), dict) else {}
+        c_outputs = comp.get("outputs") if isinstance(comp.get("outputs"), dict) else {}
+        for name in n_inputs:
+            if name not in c_inputs:
+                self.report(R.STEP_UNDECLARED, base + ("inputs", name), f"step '{step}' passes input '{name}' that "
+                            "its component does not declare (Azure drops it silently)",
+                            _close(str(name), [str(k) for k in c_inputs]))
+        for name in n_outputs:
+            if name not in c_outputs:
+                self.report(R.STEP_UNDECLARED, base + ("outputs", name), f"step '{step}' binds output '{name}' that "
+                            "its component does not declare", _close(str(name), [str(k) for k in c_outputs]))
+        for name, spec in c_inputs.items():
+            required = isinstance(spec, dict) and not spec.get("optional") and spec.get("default") is None
+            if required and name not in n_inputs:
+                self.report(R.STEP_REQUIRED, base + ("inputs",) if "inputs" in node else base,
+                            f"step '{step}' does not give required input '{name}' of its component",
+                            f"add inputs: {{{name}: ...}} to the step")
 
     def parent_ref(self, ypath: tuple, ref: str, p_inputs: dict, p_outputs: dict, jobs: dict, step: str,
                    edges: dict[str, set[str]]) -> None:
-        doc = self.doc
         parts = ref.split(".")
         if parts[0] != "parent":
             if parts[0] in ("inputs", "outputs"):
-                doc.error(ypath, f"binds ${{{{{ref}}}}}; inside a pipeline step use ${{{{parent.{ref}}}}}",
-                          "pipeline-level values are reached through parent.")
+                self.report(R.UNPARENTED, ypath, f"binds ${{{{{ref}}}}}; inside a pipeline step use "
+                            f"${{{{parent.{ref}}}}}", "pipeline-level values are reached through parent.")
             return
         if parts[1:2] == ["inputs"] and len(parts) >= 3:
             if parts[2] not in p_inputs:
-                doc.error(ypath, f"binds ${{{{{ref}}}}} but the pipeline declares no input '{parts[2]}'",
-                          _close(parts[2], [str(k) for k in p_inputs]) + " (add it under the pipeline's inputs:)")
+                self.report(R.PARENT_INPUT, ypath, f"binds ${{{{{ref}}}}} but the pipeline declares no input "
+                            f"'{parts[2]}'", _close(parts[2], [str(k) for k in p_inputs])
+                            + " (add it under the pipeline's inputs:)")
         elif parts[1:2] == ["jobs"] and len(parts) >= 5:
             other, io, name = parts[2], parts[3], parts[4]
             if other not in jobs:
-                doc.error(ypath, f"binds ${{{{{ref}}}}} but there is no step '{other}'", _close(other, [str(k) for k in jobs]))
+                self.report(R.STEP_REFERENCE, ypath, f"binds ${{{{{ref}}}}} but there is no step '{other}'",
+                            _close(other, [str(k) for k in jobs]))
                 return
             edges.setdefault(step, set()).add(other)
             other_node = jobs[other] if isinstance(jobs[other], dict) else {}
             comp = self.component_of(None, other_node.get("component"))
             declared = comp.get(io) if comp else other_node.get(io)
-            if isinstance(declared, dict) and name not in declared:
-                doc.error(ypath, f"binds ${{{{{ref}}}}} but step '{other}' has no {io[:-1]} '{name}'",
-                          _close(name, [str(k) for k in declared]))
+            if isinstance(declared, dict) and name not in declared and not (io == "outputs" and name == "artifacts"):
+                self.report(R.STEP_REFERENCE, ypath, f"binds ${{{{{ref}}}}} but step '{other}' has no {io[:-1]} "
+                            f"'{name}'", _close(name, [str(k) for k in declared]))
 
     def component_of(self, ypath: tuple | None, ref: Any) -> dict | None:
         """The component a node uses, parsed, when it is a local file or inline."""
         if isinstance(ref, dict):
             return ref
-        if not isinstance(ref, str) or not ref:
+        if not isinstance(ref, str) or not ref or has_placeholder(ref):
             return None
+        if ypath is not None:
+            self.reference(ypath, ref)
         if ref.startswith("file:"):
             ref = ref[len("file:"):]
         if not _is_local(ref):
@@ -698,19 +869,20 @@ class Checker:
         target = self.overlay.get(target, target)  # rendered in the same batch, not written yet
         if not target.is_file():
             if ypath is not None:
-                self.doc.error(ypath, f"component file '{ref}' does not exist (resolved to {target})",
-                               "paths are relative to the pipeline file's folder")
+                self.report(R.COMPONENT_FILE, ypath, f"component file '{ref}' does not exist (resolved to "
+                            f"{target})", "paths are relative to the pipeline file's folder")
             return None
         if target not in self.referenced:
             self.referenced.append(target)
         return _load_plain(target)
 
+    # -------------------------------------------------------------- sweeps
     def sweep_job(self) -> None:
-        doc = self.doc
-        d = doc.data
+        d = self.doc.data
         space = d.get("search_space") if isinstance(d.get("search_space"), dict) else {}
         if not space:
-            doc.error(("search_space",), "a sweep needs a search_space")
+            self.report(R.SWEEP_SPACE, ("search_space",), "a sweep needs a search_space",
+                        "search_space: {lr: {type: uniform, min_value: 0.001, max_value: 0.1}}")
         inputs = d.get("inputs") if isinstance(d.get("inputs"), dict) else {}
         outputs = d.get("outputs") if isinstance(d.get("outputs"), dict) else {}
         used: set[str] = set()
@@ -720,9 +892,9 @@ class Checker:
                 if head == "search_space":
                     used.add(param)
                     if param not in space:
-                        doc.error(("inputs", name), f"binds ${{{{{ref}}}}} but the search space has no '{param}'",
-                                  _close(param, [str(k) for k in space]))
-        self.input_names(("inputs",), inputs)
+                        self.report(R.SWEEP_SPACE, ("inputs", name), f"binds ${{{{{ref}}}}} but the search space "
+                                    f"has no '{param}'", _close(param, [str(k) for k in space]))
+        self.io_names(("inputs",), inputs)
         self.secret_names(("inputs",), inputs, "input")
         trial = d.get("trial")
         if isinstance(trial, dict):
@@ -733,108 +905,193 @@ class Checker:
                              namespaces=("inputs", "outputs", "search_space"), search_space=space)
                 self.pasted(command, self.literal_bindings(inputs, space))
                 self.script(("trial", "command"), command, self.code(("trial", "code"), trial.get("code")))
-            p = self.distribution(("trial", "distribution"), trial.get("distribution"))
-            nodes = self.resources(("trial", "resources"), trial.get("resources"))
-            self.nodes_without_distribution(("trial", "resources", "instance_count"), nodes, trial.get("distribution"))
-            workers = per_node_workers(command) if isinstance(command, str) else 1
-            if p is None and not trial.get("distribution"):
-                p = 1
-            self.fits_compute(("trial", "distribution", "process_count_per_instance"), d.get("compute"),
-                              p * workers if p and workers else None)
-            self.env_vars(("trial", "environment_variables"), trial.get("environment_variables"))
+            self.reference(("trial", "environment"), trial.get("environment"))
+            self.run_shape(("trial",), dict(trial, resources=trial.get("resources") or d.get("resources")),
+                           d.get("compute"))
         elif isinstance(trial, str):
             self.component_of(("trial",), trial)
-        for param in space:
+        self.sweep_space(space, used)
+        self.sweep_settings(d, space)
+        self.job_settings((), d)
+
+    def sweep_space(self, space: dict, used: set[str]) -> None:
+        for param, spec in space.items():
             if param not in used:
-                doc.warning(("search_space", param), f"search space parameter '{param}' is never used",
-                            f"bind it: inputs: {{{param}: ${{{{search_space.{param}}}}}}} or use it in the command")
+                self.report(R.SWEEP_UNUSED, ("search_space", param), f"search space parameter '{param}' is never "
+                            "used", f"bind it: inputs: {{{param}: ${{{{search_space.{param}}}}}}} or use it in the "
+                            "command")
+            if isinstance(spec, dict) and "min_value" in spec and "max_value" in spec:
+                try:
+                    low, high = float(spec["min_value"]), float(spec["max_value"])
+                except (TypeError, ValueError):
+                    continue
+                if low >= high:
+                    self.report(R.SWEEP_RANGE, ("search_space", param, "min_value"), f"'{param}': min_value {low:g} "
+                                f"is not below max_value {high:g}", "swap them, or use type: choice for one value")
+
+    def sweep_settings(self, d: dict, space: dict) -> None:
         algorithm = d.get("sampling_algorithm")
         algo = algorithm.get("type") if isinstance(algorithm, dict) else algorithm
         if algo == "grid":
             for param, spec in space.items():
                 if isinstance(spec, dict) and spec.get("type") != "choice":
-                    doc.error(("search_space", param), f"grid sampling needs choice parameters; '{param}' is "
-                              f"{spec.get('type')}", "use type: choice with values, or random sampling")
+                    self.report(R.SWEEP_SAMPLING, ("search_space", param), f"grid sampling needs choice "
+                                f"parameters; '{param}' is {spec.get('type')}", "use type: choice with values, or "
+                                "random sampling")
         if algo == "bayesian" and d.get("early_termination"):
-            doc.error(("early_termination",), "bayesian sampling does not support early termination",
-                      "remove early_termination or use random sampling")
+            self.report(R.SWEEP_SAMPLING, ("early_termination",), "bayesian sampling does not support early "
+                        "termination", "remove early_termination or use random sampling")
         limits = d.get("limits") if isinstance(d.get("limits"), dict) else {}
         total, concurrent = limits.get("max_total_trials"), limits.get("max_concurrent_trials")
         if isinstance(total, int) and isinstance(concurrent, int) and concurrent > total:
-            doc.warning(("limits", "max_concurrent_trials"), f"max_concurrent_trials {concurrent} is above "
-                        f"max_total_trials {total}", "lower it to max_total_trials")
+            self.report(R.SWEEP_LIMITS, ("limits", "max_concurrent_trials"), f"max_concurrent_trials {concurrent} "
+                        f"is above max_total_trials {total}", "lower it to max_total_trials")
 
+    # -------------------------------------------------------------- assets and the rest
     def environment(self) -> None:
-        doc = self.doc
-        d = doc.data
+        d = self.doc.data
         if not d.get("image") and not d.get("build"):
-            doc.error((), "an environment needs an image (or a build context)")
+            self.report(R.ENV_IMAGE, (), "an environment needs an image (or a build context)",
+                        "image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest")
         conda = d.get("conda_file")
-        if isinstance(conda, str) and _is_local(conda):
+        if isinstance(conda, str) and _is_local(conda) and not has_placeholder(conda):
             target = (self.base / conda).resolve()
             if not target.is_file():
-                doc.error(("conda_file",), f"conda file '{conda}' does not exist (resolved to {target})",
-                          "paths are relative to the YAML file's folder")
+                self.report(R.CONDA_MISSING, ("conda_file",), f"conda file '{conda}' does not exist (resolved to "
+                            f"{target})", "paths are relative to the YAML file's folder")
+            else:
+                self.onnxruntime_builds(("conda_file",), _pip_list(_load_plain(target)), f"conda file '{conda}'")
+        elif isinstance(conda, dict):
+            self.onnxruntime_builds(("conda_file",), _pip_list(conda), "conda_file")
+        build = d.get("build") if isinstance(d.get("build"), dict) else None
+        context = build.get("path") if build else None
+        if isinstance(context, str) and _is_local(context) and not has_placeholder(context):
+            folder = (self.base / context).resolve()
+            dockerfile = str(build.get("dockerfile_path") or "Dockerfile")
+            if not folder.is_dir():
+                self.report(R.BUILD_CONTEXT, ("build", "path"), f"build context '{context}' does not exist "
+                            f"(resolved to {folder})", "paths are relative to the YAML file's folder")
+            elif not (folder / dockerfile).is_file():
+                self.report(R.BUILD_CONTEXT, ("build", "path"), f"build context '{context}' has no {dockerfile}",
+                            "add it, or set build.dockerfile_path")
+
+    def onnxruntime_builds(self, ypath: tuple, pip: list[str], where: str) -> None:
+        from ..spec import onnxruntime_builds
+
+        builds = onnxruntime_builds(pip)
+        if len(builds) > 1:
+            self.report(R.ONNXRUNTIME_BUILDS, ypath, f"{where} lists {' and '.join(builds)}: both install the one "
+                        "onnxruntime module and overwrite each other", "keep one (onnxruntime-openvino runs int8 "
+                        "models fastest on Intel/AMD CPUs)")
 
     def compute(self) -> None:
-        doc = self.doc
-        d = doc.data
+        d = self.doc.data
         size_name = d.get("size")
         size = vmsizes.lookup(size_name)
-        if size_name and size is None:
+        if size_name and size is None and not has_placeholder(size_name):
             close = vmsizes.suggest(str(size_name))
-            doc.warning(("size",), f"VM size '{size_name}' is not in the VM size table; GPUs are not checked",
-                        f"did you mean {close}?" if close else "check the name with 'az vm list-sizes'")
+            self.report(R.VM_UNKNOWN, ("size",), f"VM size '{size_name}' is not in the VM size table; GPUs are not "
+                        "checked", f"did you mean {close}?" if close else "check the name with 'az vm list-sizes'")
         elif size is not None and size.retired:
             message, hint = vmsizes.retired_message(size)
-            doc.error(("size",), message, hint)
+            self.report(R.VM_RETIRED, ("size",), message, hint)
         lo, hi = d.get("min_instances", 0), d.get("max_instances", 1)
         if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-            doc.error(("min_instances",), f"min_instances {lo} is above max_instances {hi}")
+            self.report(R.COMPUTE_RANGE, ("min_instances",), f"min_instances {lo} is above max_instances {hi}",
+                        f"use min_instances: 0 and max_instances: {max(lo, 1)}")
         if isinstance(lo, int) and lo > 0 and size is not None and size.gpus:
-            doc.warning(("min_instances",), f"min_instances {lo} keeps {lo} GPU node(s) billed while idle",
-                        "use min_instances: 0 so the cluster scales to zero")
+            self.report(R.IDLE_GPUS, ("min_instances",), f"min_instances {lo} keeps {lo} GPU node(s) billed while "
+                        "idle", "use min_instances: 0 so the cluster scales to zero")
         tier = d.get("tier")
         if tier is not None and str(tier).lower() not in ("dedicated", "low_priority"):
-            doc.error(("tier",), f"unknown tier '{tier}'", "use dedicated or low_priority")
+            self.report(R.COMPUTE_RANGE, ("tier",), f"unknown tier '{tier}'", "use dedicated or low_priority")
 
     def online_deployment(self) -> None:
-        doc = self.doc
-        d = doc.data
-        size_name = d.get("instance_type")
+        d = self.doc.data
+        kubernetes = str(d.get("type", "")).lower() == "kubernetes"  # its instance types are the cluster's own
+        size_name = None if kubernetes else d.get("instance_type")
         size = vmsizes.lookup(size_name)
-        if size_name and size is None:
+        if size_name and size is None and not has_placeholder(size_name):
             close = vmsizes.suggest(str(size_name))
-            doc.warning(("instance_type",), f"instance type '{size_name}' is not in the VM size table",
+            self.report(R.VM_UNKNOWN, ("instance_type",), f"instance type '{size_name}' is not in the VM size table",
                         f"did you mean {close}?" if close else "check the managed online endpoint SKU list")
         elif size is not None and size.retired:
             message, hint = vmsizes.retired_message(size)
-            doc.error(("instance_type",), message, hint)
+            self.report(R.VM_RETIRED, ("instance_type",), message, hint)
         config = d.get("code_configuration") if isinstance(d.get("code_configuration"), dict) else {}
         code_dir = self.code(("code_configuration", "code"), config.get("code"))
         script = config.get("scoring_script")
-        if code_dir is not None and isinstance(script, str) and not (code_dir / script).is_file():
-            doc.error(("code_configuration", "scoring_script"), f"scoring script '{script}' is not in {code_dir}",
-                      "fix scoring_script or code")
+        if code_dir is not None and isinstance(script, str) and not has_placeholder(script) \
+                and not (code_dir / script).is_file():
+            self.report(R.SCORING_SCRIPT, ("code_configuration", "scoring_script"), f"scoring script '{script}' is "
+                        f"not in {code_dir}", "fix scoring_script or code")
         model = d.get("model")
-        if isinstance(model, str) and _is_local(model) and not (self.base / model).exists():
-            doc.error(("model",), f"model path '{model}' does not exist", "or reference a registered model: "
-                      "azureml:<name>:<version>")
+        if isinstance(model, str) and _is_local(model) and not has_placeholder(model) \
+                and not (self.base / model).exists():
+            self.report(R.SCORING_SCRIPT, ("model",), f"model path '{model}' does not exist", "or reference a "
+                        "registered model: azureml:<name>:<version>")
+        self.reference(("model",), model)
+        self.reference(("environment",), d.get("environment"))
+
+    def preview_keys(self) -> None:
+        d = self.doc.data
+        if "datastore" in d and isinstance(d.get("path"), str) and _is_local(d["path"]):
+            self.report(R.PREVIEW, ("datastore",), "datastore: is preview syntax that Azure ML v2 ignores: path "
+                        f"'{d['path']}' is then read as a local file", f"write path: azureml://datastores/"
+                        f"{str(d['datastore']).removeprefix('azureml:')}/paths/{d['path']}")
+        if str(d.get("type", "")).lower() in kinds.PREVIEW_TYPES:
+            self.report(R.PREVIEW, ("type",), f"type: {d['type']} is the preview's name", "Azure ML v2 writes "
+                        + {"command_component": "type: command (with a $schema of commandComponent)",
+                           "online": "no type: on a managed online endpoint"}[str(d['type']).lower()])
 
     def data_asset(self) -> None:
         d = self.doc.data
+        self.preview_keys()
+        self.url(("path",), d.get("path"))
         path = d.get("path")
-        if isinstance(path, str) and _is_local(path):
+        if isinstance(path, str) and _is_local(path) and not has_placeholder(path):
             target = (self.base / path).resolve()
             if not target.exists():
-                self.doc.error(("path",), f"data path '{path}' does not exist (resolved to {target})",
-                               "paths are relative to the YAML file's folder")
+                self.report(R.DATA_PATH, ("path",), f"data path '{path}' does not exist (resolved to {target})",
+                            "paths are relative to the YAML file's folder")
+            elif d.get("type") == "mltable" and target.is_dir() and not (target / "MLTable").is_file():
+                self.report(R.MLTABLE_FILE, ("path",), f"mltable data asset folder '{path}' has no MLTable file",
+                            "add the MLTable file, or use type: uri_folder")
+
+    def schedule(self) -> None:
+        trigger = self.doc.data.get("trigger")
+        if not isinstance(trigger, dict):
+            return
+        kind = str(trigger.get("type", "")).lower()
+        if kind == "cron" and trigger.get("expression") is not None:
+            problem = cron_problem(trigger["expression"])
+            if problem:
+                self.report(R.SCHEDULE, ("trigger", "expression"), f"cron expression '{trigger['expression']}' "
+                            f"{problem}", "e.g. expression: \"0 2 * * 1\" (02:00 every Monday)")
+        elif kind == "recurrence":
+            interval = trigger.get("interval")
+            if interval is not None and (_whole(interval) is None or _whole(interval) < 1):
+                self.report(R.SCHEDULE, ("trigger", "interval"), f"recurrence interval {interval!r} is not a "
+                            "whole number of at least 1", "e.g. frequency: day, interval: 1")
 
 
-def _diag(doc: Document, line: int, severity: str, message: str, hint: str | None):
-    from .model import Diagnostic
+def _strings(data: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    if isinstance(data, dict):
+        return [found for key, value in data.items() for found in _strings(value, path + (key,))]
+    if isinstance(data, list):
+        return [found for i, value in enumerate(data) for found in _strings(value, path + (i,))]
+    return [(path, data)] if isinstance(data, str) else []
 
-    return Diagnostic(doc.shown, line, severity, message, hint)
+
+def _pip_list(conda: Any) -> list[str]:
+    """The pip requirements (and conda packages) a conda specification lists."""
+    out: list[str] = []
+    for dep in (conda or {}).get("dependencies") or [] if isinstance(conda, dict) else []:
+        if isinstance(dep, str):
+            out.append(dep)
+        elif isinstance(dep, dict) and isinstance(dep.get("pip"), list):
+            out.extend(str(p) for p in dep["pip"])
+    return out
 
 
 def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:

@@ -8,22 +8,9 @@ from typing import Any
 
 from .. import paths
 from ..yamlio import Located
+from .rules import ERROR, WARNING, Rule
 
-ERROR = "error"
-WARNING = "warning"
-
-SCHEMAS = {
-    "command_job": "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json",
-    "pipeline_job": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json",
-    "sweep_job": "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json",
-    "command_component": "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json",
-    "environment": "https://azuremlschemas.azureedge.net/latest/environment.schema.json",
-    "compute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
-    "data": "https://azuremlschemas.azureedge.net/latest/data.schema.json",
-    "model": "https://azuremlschemas.azureedge.net/latest/model.schema.json",
-    "online_endpoint": "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json",
-    "online_deployment": "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json",
-}
+__all__ = ["ERROR", "WARNING", "Diagnostic", "Document"]
 
 
 @dataclass(frozen=True, order=True)
@@ -34,13 +21,14 @@ class Diagnostic:
     message: str
     hint: str | None = None
     source: str = "jobgen"
+    rule: str = ""
 
     def format(self) -> str:
         prefix = "azure-ai-ml: " if self.source == "azure-ai-ml" else ""
         text = f"{self.path}:{self.line}: {self.severity}: {prefix}{self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
-        return text
+        return text + (f" [{self.rule}]" if self.rule else "")
 
 
 @dataclass
@@ -66,8 +54,9 @@ class Document:
     def line(self, *yaml_path: Any) -> int:
         return self.located.line(tuple(yaml_path)) if self.located else 1
 
-    def error(self, yaml_path: tuple, message: str, hint: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic(self.shown, self.line(*yaml_path), ERROR, message, hint))
-
-    def warning(self, yaml_path: tuple, message: str, hint: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic(self.shown, self.line(*yaml_path), WARNING, message, hint))
+    def report(self, rule: Rule, yaml_path: tuple, message: str, hint: str | None = None,
+               severity: str | None = None, line: int | None = None) -> None:
+        """A finding of ``rule`` at ``yaml_path`` (or ``line``), at the rule's severity unless told."""
+        where = line if line is not None else self.line(*yaml_path)
+        self.diagnostics.append(Diagnostic(self.shown, where, severity or rule.severity, message, hint,
+                                           rule=rule.id))

@@ -76,7 +76,10 @@ def problem(value: object, use: Use) -> tuple[str, str, str] | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
     text = str(value)
-    active = sorted(set(text) & ACTIVE[use.context])
+    active = set(text) & ACTIVE[use.context]
+    if use.context == "double quotes" and "\\" in active and not re.search(r'\\([$`"\\\n]|$)', text):
+        active.discard("\\")  # inside double quotes a backslash escapes only $ ` " \ and a newline
+    active = sorted(active)
     if active:
         shown = " ".join("newline" if c == "\n" else c for c in active)
         return ("error", f"holds {shown}: characters the shell interprets where Azure pastes it into the command "
