@@ -91,8 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Check jobs, components, pipelines, sweeps, environments, computes and data "
                           "assets (rendered or hand-written): our strict checks, then azure-ai-ml's. Prints "
                           "path:line: error|warning: message (hint: ...). Exit 0 without errors, 1 with.")
-    lint.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    lint.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     lint.add_argument("--no-azure", action="store_true", help="skip azure-ai-ml's second opinion (faster)")
+    lint.add_argument("--disable", action="append", default=[], metavar="ID[,ID]",
+                      help="silence a rule (repeatable); in a file, a '# jobgen: disable=ID' comment does the same "
+                           "(on its own line: the whole file; at the end of a line: that line)")
+    lint.add_argument("--list-rules", action="store_true", help="print every rule: its ID, severity and summary")
     lint.add_argument("--strict", action="store_true", help="treat warnings as errors")
     lint.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     run = sub.add_parser("run", help="run a command, pipeline or sweep job here, as Azure ML would",
@@ -382,12 +386,23 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
 
 def cmd_lint(args: argparse.Namespace) -> int:
     from .lint import collect_files, lint_paths
+    from .lint import rules
 
+    if args.list_rules:
+        print(rules.listing())
+        return 0
+    if not args.paths:
+        raise JobgenError("no files to lint", where="lint", hint="pass YAML files or folders, or --list-rules")
+    disable = set().union(*(rules.parse_ids(d) for d in args.disable)) if args.disable else set()
+    unknown = rules.unknown(disable)
+    if unknown:
+        raise JobgenError(f"unknown rule {', '.join(unknown)}", where="--disable",
+                          hint="see python generator.py lint --list-rules")
     files = collect_files(args.paths)
     if not files:
         raise JobgenError("no YAML files found", where=" ".join(map(str, args.paths)),
                           hint="pass .yml/.yaml files or folders that hold them")
-    diagnostics = lint_paths(args.paths, azure=not args.no_azure)
+    diagnostics = lint_paths(args.paths, azure=not args.no_azure, disable=disable)
     for d in diagnostics:
         print(d.format())
     errors = sum(d.severity == "error" for d in diagnostics)
