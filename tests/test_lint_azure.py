@@ -66,3 +66,27 @@ def test_rendered_resources_pass_azure(kind_file, cli, checkout):
     rc, _, err = cli("render", "-o", out)
     assert rc == 0, err
     assert [d for d in lint_paths([out / kind_file]) if d.severity == "error"] == []
+
+
+def test_reused_schemas_for_pipeline_steps_find_what_fresh_ones_find(monkeypatch):
+    """Pipeline steps are commands too: their schema is reused across steps and files."""
+    corpus = Path(__file__).parent / "corpus" / "azureml-examples" / "cli" / "jobs"
+    docs = []
+    for path in sorted(corpus.rglob("*.yml")):
+        text = path.read_text()
+        try:
+            located = load_located(text, str(path))
+        except Exception:  # noqa: BLE001 - a defective example; not this test's business
+            continue
+        if detect_kind(located.data) == "pipeline_job" and "command" in text:
+            docs.append(Document(path.resolve(), text, located=located, kind="pipeline_job"))
+    docs = docs[:16]
+    assert len(docs) >= 10
+    monkeypatch.setattr(az, "REUSE_SCHEMAS", False)
+    fresh = [[d.format() for d in az.second_opinion(doc)] for doc in docs]
+    monkeypatch.setattr(az, "REUSE_SCHEMAS", True)
+    az._SCHEMAS.clear()
+    forward = [[d.format() for d in az.second_opinion(doc)] for doc in docs]
+    backward = [[d.format() for d in az.second_opinion(doc)] for doc in reversed(docs)][::-1]
+    assert forward == fresh and backward == fresh
+    assert any(fresh), "no finding at all: the comparison would prove little"

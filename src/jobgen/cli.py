@@ -266,14 +266,15 @@ def resolve(value_files: list[Path], sets: list[str], args: argparse.Namespace |
     return spec_mod.build(values, origins)
 
 
-def _lint_rendered(files: dict[Path, str], staged: dict[Path, Path], already_said: set[str]) -> int:
+def _lint_rendered(files: dict[Path, str], staged: dict[Path, Path]) -> int:
     """Lint the staged copies (relative paths resolve as they will), report final paths.
-    Returns the number of warnings; raises LintFailed on errors."""
+    Returns the number of warnings; raises LintFailed on errors. The spec's warnings are the
+    same rules' findings on the values, so with lint they are not printed again."""
     from .lint import Document, lint_documents
 
     docs = [Document(staged[path], text, display_as=path) for path, text in files.items() if path.suffix == ".yml"]
     overlay = {path.resolve(): staged_path for path, staged_path in staged.items()}
-    diagnostics = [d for d in lint_documents(docs, overlay=overlay) if d.message not in already_said]
+    diagnostics = lint_documents(docs, overlay=overlay)
     errors = [d for d in diagnostics if d.severity == "error"]
     for d in diagnostics:
         sys.stderr.write(d.format() + "\n")
@@ -296,9 +297,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         return _render_definitions(args, check=args.check)
 
     spec = resolve(args.values, args.sets, args)
-    for w in spec.warnings:
-        sys.stderr.write(f"warning: {w.line()}\n")
-    said = {w.message for w in spec.warnings}
+    if args.no_lint:  # with lint, the same rules report on the rendered files, with their lines
+        for w in spec.warnings:
+            sys.stderr.write(f"warning: {w.line()}\n")
     lint_warnings = []
     out_dir = (args.output or Path("rendered")).absolute()
     if out_dir.exists() and not out_dir.is_dir():
@@ -306,7 +307,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                           hint="choose a folder with -o/--output")
     rendered = render_job(spec, out_dir, args.values)
     gitops.check_targets(rendered.files, args.values)
-    check = None if args.no_lint else (lambda staged: lint_warnings.append(_lint_rendered(rendered.files, staged, said)))
+    check = None if args.no_lint else (lambda staged: lint_warnings.append(_lint_rendered(rendered.files, staged)))
     write_files_atomically(rendered.files, check=check)
     produced = {p.resolve() for p in rendered.files}
     for stale in gitops.stale_files(out_dir, produced, source_names(args.values)):
@@ -323,7 +324,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"  {paths.display(path)}")
         shown = paths.display(out_dir)
         if not args.no_lint:
-            count = sum(lint_warnings) + len(spec.warnings)
+            count = sum(lint_warnings)
             print("lint: ok" + (f" ({count} warning{'s' if count != 1 else ''})" if count else ""))
         main_file = "pipeline.yml" if spec.pipeline else "sweep.yml" if spec.sweep else "job.yml"
         print(f"next: az ml job create -f {shown}/{main_file}"
@@ -352,7 +353,8 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
         spec = resolve([d.values], args.sets)
         if args.no_lint or check:
             for w in spec.warnings:
-                sys.stderr.write(f"warning: {paths.display(d.values)}: {w.line()}\n")
+                shown = paths.display(d.values)
+                sys.stderr.write(f"warning: {w.line() if w.where.startswith(shown) else f'{shown}: {w.line()}'}\n")
         rendered = render_job(spec, d.out_dir, [d.values])
         all_files.update(rendered.files)
         stale.extend(gitops.stale_files(d.out_dir, {p.resolve() for p in rendered.files}, source_names([d.values])))
@@ -371,7 +373,7 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
                   "are up to date")
         return 0
     gitops.check_targets(all_files, [d.values for d in defs])
-    lint = None if args.no_lint else (lambda staged: _lint_rendered(all_files, staged, set()))
+    lint = None if args.no_lint else (lambda staged: _lint_rendered(all_files, staged))
     write_files_atomically(all_files, check=lint)
     for path in stale:
         path.unlink()
@@ -386,7 +388,7 @@ def _render_definitions(args: argparse.Namespace, check: bool) -> int:
 
 def cmd_lint(args: argparse.Namespace) -> int:
     from .lint import collect_files, lint_paths
-    from .lint import rules
+    from . import rules
 
     if args.list_rules:
         print(rules.listing())

@@ -33,12 +33,13 @@ class Problem:
     where: str
     message: str
     hint: str | None = None
+    rule: str = ""  # the lint rule that decides the same fact (rules.py), when there is one
 
     def line(self) -> str:
         text = f"{self.where}: {self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
-        return text
+        return text + (f" [{self.rule}]" if self.rule else "")
 
 
 class SpecError(JobgenError):

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths, secretscan, vmsizes
+from . import paths, rules, secretscan, vmsizes
+from .azml import shell
 from .errors import Problem, SpecError
 
 DISTRIBUTIONS = ("pytorch", "mpi", "none")
@@ -22,8 +23,6 @@ DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable
 INPUT_MODES = ("ro_mount", "download", "direct", "eval_mount", "eval_download")
 OUTPUT_MODES = ("rw_mount", "upload", "direct")
 RESERVED_INPUT_NAMES = ("path", "ld_library_path", "user", "logname", "home", "pwd", "shell")
-# Characters a literal input may hold when Azure pastes it into a shell command unquoted.
-SHELL_SAFE = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]+$")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ASSET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 EXPERIMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
@@ -228,11 +227,11 @@ class _Collector:
     def where(self, dotted: str) -> str:
         return self.origins.get(dotted, dotted)
 
-    def error(self, dotted: str, message: str, hint: str | None = None) -> None:
-        self.problems.append(Problem(self.where(dotted), message, hint))
+    def error(self, dotted: str, message: str, hint: str | None = None, rule: rules.Rule | None = None) -> None:
+        self.problems.append(Problem(self.where(dotted), message, hint, rule.id if rule else ""))
 
-    def warn(self, dotted: str, message: str, hint: str | None = None) -> None:
-        self.warnings.append(Problem(self.where(dotted), message, hint))
+    def warn(self, dotted: str, message: str, hint: str | None = None, rule: rules.Rule | None = None) -> None:
+        self.warnings.append(Problem(self.where(dotted), message, hint, rule.id if rule else ""))
 
     # typed getters: return a value or None after recording a problem
     def integer(self, value: Any, dotted: str, minimum: int | None = None, required: bool = True) -> int | None:
@@ -332,10 +331,10 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
         if vm is None and size_name:
             close = vmsizes.suggest(size_name)
             c.warn("cluster.size", f"VM size '{size_name}' is not in the VM size table; GPU counts are not checked",
-                   f"did you mean {close}?" if close else "add it to src/jobgen/data/vm_sizes.yaml")
+                   f"did you mean {close}?" if close else "add it to src/jobgen/data/vm_sizes.yaml", rules.VM_UNKNOWN)
         elif vm is not None and vm.retired:
             message, hint = vmsizes.retired_message(vm)
-            c.error("cluster.size", message, hint)
+            c.error("cluster.size", message, hint, rules.VM_RETIRED)
 
     # --- distribution, launcher, processes
     dist_v = job_v.get("distribution")
@@ -422,7 +421,7 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
             level, message, hint = found
             where = "launcher.processes_per_node" if "launcher.processes_per_node" in c.origins else \
                 "job.distribution.process_count_per_instance"
-            (c.error if level == "error" else c.warn)(where, message, hint)
+            (c.error if level == "error" else c.warn)(where, message, hint, rules.VM_CAPACITY)
     if cluster is not None and nodes and nodes > cluster.max_instances:
         c.error("cluster.max_instances", f"the job needs {nodes} nodes but the cluster scales to {cluster.max_instances}",
                 f"use --set cluster.max_instances={nodes}, or fewer nodes")
@@ -491,7 +490,8 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
             continue
         leak = secretscan.finding(key, value)
         if leak:
-            c.error(dotted, leak, secretscan.HINT)
+            c.error(dotted, leak, secretscan.HINT, rules.SECRET_NAME if "(by its name)" in leak else
+                    rules.SECRET_VALUE)
             continue
         env_vars[str(key)] = "true" if value is True else "false" if value is False else str(value)
     tags = {str(k): str(v) for k, v in c.mapping(job_v.get("tags"), "job.tags").items() if v is not None}
@@ -606,7 +606,7 @@ def _secret_values(c: _Collector, values: dict) -> None:
     for path, kind in secretscan.scan(values):
         if tuple(path[:2]) in named and len(path) == 3:
             continue  # reported with its name, once
-        c.error(".".join(map(str, path)), f"holds what looks like {kind}", secretscan.HINT)
+        c.error(".".join(map(str, path)), f"holds what looks like {kind}", secretscan.HINT, rules.SECRET_VALUE)
 
 
 def _inputs(c: _Collector, raw: dict) -> dict[str, Any]:
@@ -616,16 +616,17 @@ def _inputs(c: _Collector, raw: dict) -> dict[str, Any]:
         if value is None:
             continue  # null removes an input inherited from the defaults
         if not NAME_RE.fullmatch(str(name)):
-            c.error(dotted, f"'{name}' is not a valid input name", "use letters, digits and _ (not starting with a digit)")
+            c.error(dotted, f"'{name}' is not a valid input name", "use letters, digits and _ (not starting with a digit)",
+                    rules.BAD_NAME)
             continue
         if str(name).lower() in RESERVED_INPUT_NAMES:
             c.error(dotted, f"'{name}' is a reserved input name (it clashes with an environment variable Azure sets)",
-                    f"rename it, e.g. {name}_value")
+                    f"rename it, e.g. {name}_value", rules.RESERVED_NAME)
             continue
         if isinstance(value, dict):
             if "default" in value or "optional" in value or value.get("type") in ("integer", "number", "boolean", "string"):
                 c.error(dotted, "typed inputs with default/optional are component syntax; a job rejects them",
-                        f"give the value itself, e.g. {name}: 3")
+                        f"give the value itself, e.g. {name}: 3", rules.TYPED_JOB_INPUT)
                 continue
             kind = c.choice(value.get("type"), f"{dotted}.type", DATA_TYPES)
             path = c.string(value.get("path"), f"{dotted}.path")
@@ -643,12 +644,15 @@ def _inputs(c: _Collector, raw: dict) -> dict[str, Any]:
             continue
         leak = secretscan.finding(name, value, "input")
         if leak:
-            c.error(dotted, leak + "; Azure pastes inputs into the command line, which is logged", secretscan.HINT)
+            c.error(dotted, leak + "; Azure pastes inputs into the command line, which is logged", secretscan.HINT,
+                    rules.SECRET_NAME if "(by its name)" in leak else rules.SECRET_VALUE)
             continue
         text = str(value)
-        if not SHELL_SAFE.fullmatch(text):
+        pasted = shell.problem(text, shell.Use(f"inputs.{name}", "unquoted", True))  # as build_command pastes it
+        if pasted or not text:
             c.error(dotted, f"value {text!r} has characters the shell would interpret when Azure pastes it into "
-                    "the command", "use letters, digits and . , : / = + @ % - _ only, or pass a uri_file input")
+                    "the command", "use letters, digits and . , : / = + @ % - _ only, or pass a uri_file input",
+                    rules.SHELL_VALUE)
             continue
         out[str(name)] = value
     return out
@@ -664,7 +668,7 @@ def _outputs(c: _Collector, raw: dict) -> dict[str, Output]:
             c.error(dotted, f"'{name}' is not a valid output name", "use letters, digits and _")
             continue
         if str(name).lower() in RESERVED_INPUT_NAMES:
-            c.error(dotted, f"'{name}' is a reserved name", f"rename it, e.g. {name}_dir")
+            c.error(dotted, f"'{name}' is a reserved name", f"rename it, e.g. {name}_dir", rules.RESERVED_NAME)
             continue
         if not isinstance(value, dict):
             c.error(dotted, "an output is a mapping with a type", "e.g. {type: uri_folder}")
@@ -696,7 +700,8 @@ def _one_onnxruntime(c: _Collector, pip: list, where: str) -> None:
     builds = onnxruntime_builds(pip)
     if len(builds) > 1:
         c.error(where, f"lists {' and '.join(builds)}: both install the one onnxruntime module and overwrite "
-                       "each other", "keep one (onnxruntime-openvino runs int8 models fastest on Intel/AMD CPUs)")
+                       "each other", "keep one (onnxruntime-openvino runs int8 models fastest on Intel/AMD CPUs)",
+                rules.ONNXRUNTIME_BUILDS)
 
 
 def _environment(c: _Collector, v: dict) -> Environment | None:
@@ -866,7 +871,7 @@ def _sweep(c: _Collector, v: dict, inputs: dict[str, Any]) -> Sweep | None:
     concurrent = c.integer(v.get("max_concurrent_trials", total), "sweep.max_concurrent_trials", minimum=1)
     if total and concurrent and concurrent > total:
         c.warn("sweep.max_concurrent_trials", f"{concurrent} concurrent trials but only {total} in all",
-               "lower max_concurrent_trials")
+               "lower max_concurrent_trials", rules.SWEEP_LIMITS)
     timeout = c.integer(v.get("timeout"), "sweep.timeout", minimum=1, required=False)
     trial_timeout = c.integer(v.get("trial_timeout"), "sweep.trial_timeout", minimum=1, required=False)
     early = v.get("early_termination")
@@ -905,10 +910,10 @@ def _endpoint(c: _Collector, v: dict, code: Path | None, script: str | None):
     if size_name and vm is None:
         close = vmsizes.suggest(size_name)
         c.warn("endpoint.instance_type", f"instance type '{size_name}' is not in the VM size table",
-               f"did you mean {close}?" if close else "check the managed online endpoint SKU list")
+               f"did you mean {close}?" if close else "check the managed online endpoint SKU list", rules.VM_UNKNOWN)
     elif vm is not None and vm.retired:
         message, hint = vmsizes.retired_message(vm)
-        c.error("endpoint.instance_type", message, hint)
+        c.error("endpoint.instance_type", message, hint, rules.VM_RETIRED)
     count = c.integer(v.get("instance_count", 1), "endpoint.instance_count", minimum=1)
     scoring = c.string(v.get("scoring_script", "score.py"), "endpoint.scoring_script")
     if scoring and code is not None and not (code / scoring).is_file():

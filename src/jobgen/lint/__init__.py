@@ -14,7 +14,7 @@ from .. import paths
 from ..azml import kinds
 from ..errors import JobgenError
 from ..yamlio import load_located, read_text
-from . import rules as R
+from .. import rules as R
 from .checks import Checker, _load_plain, detect_kind
 from .model import ERROR, WARNING, Diagnostic, Document
 
@@ -97,18 +97,48 @@ def lint_documents(docs: list[Document], azure: bool = True, explicit: bool = Fa
                 by_path[ref] = extra
                 _parse(extra)
                 queue.append(extra)
-        if azure:
-            from .azure import second_opinion
-
-            own = {d.line for d in doc.diagnostics if d.severity == ERROR or d.rule == R.PLACEHOLDER.id}
-            for diag in second_opinion(doc, overlay):
-                if diag.line not in own:  # we already said what is wrong on that line
-                    doc.diagnostics.append(diag)
+    if azure:
+        _second_opinions([d for d in done if d.located is not None and d.kind not in OWN_KINDS and d.kind],
+                         overlay)
     out: list[Diagnostic] = []
     for doc in done:
         kept = _enabled(doc, set(disable or ()))
         out.extend(sorted(set(kept), key=lambda d: (d.line, d.severity, d.message)))
     return out
+
+
+PARALLEL_FROM = 16  # documents; below this a process pool costs more than it saves
+_PENDING: list[tuple[Document, dict]] = []  # what forked workers read (inherited, never pickled)
+
+
+def _second_opinions(docs: list[Document], overlay: dict[Path, Path]) -> None:
+    """azure-ai-ml's verdict on each document, on every core when there are many (it is most of
+    the time lint takes: azure-ai-ml builds its marshmallow schemas again for every file)."""
+    from .azure import prepare, second_opinion
+
+    prepare()  # import azure-ai-ml once, before forking
+    workers = min(len(docs) // 8, len(os.sched_getaffinity(0)))
+    if len(docs) < PARALLEL_FROM or workers < 2:
+        results = [second_opinion(doc, overlay) for doc in docs]
+    else:
+        import multiprocessing
+
+        _PENDING[:] = [(doc, overlay) for doc in docs]
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                results = pool.map(_opinion, range(len(docs)), chunksize=4)
+        finally:
+            _PENDING.clear()
+    for doc, found in zip(docs, results):
+        own = {d.line for d in doc.diagnostics if d.severity == ERROR or d.rule == R.PLACEHOLDER.id}
+        doc.diagnostics.extend(d for d in found if d.line not in own)  # we already said what is wrong there
+
+
+def _opinion(index: int) -> list[Diagnostic]:
+    from .azure import second_opinion
+
+    doc, overlay = _PENDING[index]
+    return second_opinion(doc, overlay)
 
 
 _CHECKS = {

@@ -22,11 +22,29 @@ def _quiet() -> None:
         return
     _QUIETED = True
     _fast_yaml()
+    _no_location_lookup()
     for name in ("azure.ai.ml", "azure.ai.ml._utils._experimental", "azure"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="marshmallow")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*marshmallow.*")
+
+
+def prepare() -> None:
+    """Import azure-ai-ml and set it up for linting (before lint forks workers)."""
+    _quiet()
+    from azure.ai.ml.entities import _load_functions  # noqa: F401
+
+
+def _no_location_lookup() -> None:
+    """azure-ai-ml turns each load error into a result whose diagnostics it locates by parsing the
+    file again with a pure-Python YAML parser (half of the cost of linting a file it rejects). Lint
+    locates findings itself, from the YAML path (``_diag``), so that lookup is skipped."""
+    try:
+        from azure.ai.ml.entities._validation.core import MutableValidationResult
+    except ImportError:  # pragma: no cover - another azure-ai-ml layout: keep its own behaviour
+        return
+    MutableValidationResult.resolve_location_for_diagnostics = lambda self, *args, **kwargs: None
 
 
 def _fast_yaml() -> None:
@@ -144,45 +162,55 @@ REUSE_SCHEMAS = True
 
 
 def _validate(entity: Any) -> Any:
-    """``entity._validate()``, without rebuilding its validation schema every time.
+    """``entity._validate()``, without rebuilding validation schemas every time.
 
     azure-ai-ml's ``_validate`` reads the ``_schema_for_validation`` property twice (dump,
     then validate), and each read builds the whole marshmallow schema again: about 15 ms for
-    a command job, most of the cost of linting one. The schema's only state is its context
-    (the YAML file's folder), a dict that nested schemas share by reference. So for command
-    jobs the schema is built once per process and its context is set to this entity's before
-    use; for other kinds it is built once per call. The checks themselves are unchanged
-    (tests/test_lint_azure.py compares both ways on every fixture).
-    """
-    cls = type(entity)
-    prop = getattr(cls, "_schema_for_validation", None)
-    if not isinstance(prop, property) or "_schema_for_validation" in cls.__dict__:
-        return entity._validate()
-    reuse = REUSE_SCHEMAS and cls.__name__ == "Command"
+    a command, most of the cost of linting a command job, and most of a pipeline's, whose
+    command steps are validated one by one the same way. The schema's only state is its
+    context (the YAML file's folder), a dict that nested schemas share by reference. So a
+    command's schema (a command job's, a pipeline step's) is built once per process and its
+    context is set to the command's before use; other kinds build theirs once per call. The
+    checks themselves are unchanged (tests/test_lint_azure.py compares both ways on every
+    fixture and on the corpus of official examples)."""
+    from azure.ai.ml.entities import Command
+
+    patched = [cls for cls in dict.fromkeys((Command, type(entity)))
+               if isinstance(getattr(cls, "_schema_for_validation", None), property)
+               and "_schema_for_validation" not in cls.__dict__]
+    originals = {cls: cls._schema_for_validation for cls in patched}
     built: dict[int, Any] = {}
 
-    def once(self: Any) -> Any:
-        if self is not entity:
-            return prop.fget(self)
-        if id(self) in built:
-            return built[id(self)]
-        schema = _SCHEMAS.get(cls) if reuse else None
-        context = self._default_context()
-        if schema is not None and isinstance(schema.context, dict) and set(schema.context) == set(context):
-            schema.context.clear()
-            schema.context.update(context)
-        else:
-            schema = prop.fget(self)
-            if reuse:
-                _SCHEMAS[cls] = schema
-        built[id(self)] = schema
-        return schema
+    def once_for(cls: type):
+        prop = originals[cls]
+        reuse = REUSE_SCHEMAS and cls is Command
 
-    cls._schema_for_validation = property(once)  # type: ignore[attr-defined]
+        def once(self: Any) -> Any:
+            if type(self) is not cls or (self is not entity and not reuse):
+                return prop.fget(self)
+            if id(self) in built:
+                return built[id(self)]
+            schema = _SCHEMAS.get(cls) if reuse else None
+            context = self._default_context()
+            if schema is not None and isinstance(schema.context, dict) and set(schema.context) == set(context):
+                schema.context.clear()
+                schema.context.update(context)
+            else:
+                schema = prop.fget(self)
+                if reuse:
+                    _SCHEMAS[cls] = schema
+            built[id(self)] = schema
+            return schema
+
+        return property(once)
+
+    for cls in patched:
+        cls._schema_for_validation = once_for(cls)  # type: ignore[attr-defined]
     try:
         return entity._validate()
     finally:
-        del cls._schema_for_validation
+        for cls in patched:
+            del cls._schema_for_validation
 
 
 def _raw_messages(exc: BaseException) -> Any:

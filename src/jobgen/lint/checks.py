@@ -21,8 +21,8 @@ from ..azml.commands import launcher_of, local_rank_from_rank, per_node_workers,
 from ..azml.refs import OLD_OPTIONAL, OPTIONAL_SEGMENT, REF
 from ..runner.snapshot import LINK_HINT, code_files_cached
 from ..spec import NAME_RE, RESERVED_INPUT_NAMES
-from . import rules as R
-from . import shell
+from .. import rules as R
+from ..azml import shell
 from .model import Document
 
 DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable", "triton_model")

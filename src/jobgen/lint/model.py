@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import paths
 from ..yamlio import Located
-from .rules import ERROR, WARNING, Rule
+from ..rules import ERROR, WARNING, Rule
 
 __all__ = ["ERROR", "WARNING", "Diagnostic", "Document"]
 

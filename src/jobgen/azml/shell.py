@@ -16,7 +16,7 @@ from dataclasses import dataclass
 REF = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 ACTIVE = {
-    "unquoted": set(";&|<>`$\\\"'(){}*?[]#\n"),
+    "unquoted": set(";&|<>`$\\\"'(){}*?[]#~\n"),
     "double quotes": set('$`"\\'),
     "single quotes": {"'"},
 }
