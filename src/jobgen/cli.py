@@ -313,24 +313,36 @@ def cmd_render(args: argparse.Namespace) -> int:
     for stale in gitops.stale_files(out_dir, produced, source_names(args.values)):
         stale.unlink()
     if not args.quiet:
-        job = spec.job
-        dist = f"{job.distribution.type}" if job.distribution else "no distribution"
-        per_node = spec.launcher.processes_per_node
-        what = ("pipeline train -> export_onnx -> register, train on" if spec.pipeline else
-                f"sweep of {spec.sweep.max_total_trials} trials, each on" if spec.sweep else "job on")
-        print(f"rendered {what} {job.resources.instance_count} node(s) x {per_node} process(es) per node "
-              f"({dist}, {spec.launcher.type}) on {job.compute}" + (f" [{spec.vm.name}]" if spec.vm else ""))
+        print(f"rendered {_summary(spec)}")
         for path in rendered.files:
             print(f"  {paths.display(path)}")
         shown = paths.display(out_dir)
         if not args.no_lint:
             count = sum(lint_warnings)
             print("lint: ok" + (f" ({count} warning{'s' if count != 1 else ''})" if count else ""))
-        main_file = "pipeline.yml" if spec.pipeline else "sweep.yml" if spec.sweep else "job.yml"
-        print(f"next: az ml job create -f {shown}/{main_file}"
-              + (" (first: az ml compute create / environment create / data create -f the files above)"
-                 if len(rendered.files) > 1 else ""))
+        if spec.kind == "endpoint":
+            print(f"next: az ml online-endpoint create -f {shown}/endpoint.yml, then "
+                  f"az ml online-deployment create -f {shown}/deployment.yml --all-traffic")
+        else:
+            main_file = {"pipeline": "pipeline.yml", "sweep": "sweep.yml"}.get(spec.kind, "job.yml")
+            print(f"next: az ml job create -f {shown}/{main_file}"
+                  + (" (first: az ml compute create / environment create / data create -f the files above)"
+                     if len(rendered.files) > 1 else ""))
     return 0
+
+
+def _summary(spec) -> str:
+    """One line saying what a definition rendered."""
+    if spec.kind == "endpoint":
+        e = spec.endpoint
+        return (f"online endpoint {e.name} with deployment {e.deployment}: {e.instance_count} x {e.instance_type}, "
+                f"model {e.model}")
+    job = spec.job
+    dist = f"{job.distribution.type}" if job.distribution else "no distribution"
+    what = ("pipeline train -> export_onnx -> register, train on" if spec.kind == "pipeline" else
+            f"sweep of {spec.sweep.max_total_trials} trials, each on" if spec.kind == "sweep" else "job on")
+    return (f"{what} {job.resources.instance_count} node(s) x {spec.launcher.processes_per_node} process(es) per "
+            f"node ({dist}, {spec.launcher.type}) on {job.compute}" + (f" [{spec.vm.name}]" if spec.vm else ""))
 
 
 def _render_definitions(args: argparse.Namespace, check: bool) -> int:

@@ -116,7 +116,7 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
     files: dict[Path, str] = {}
     if spec.endpoint is not None:
         ctx = dict(context, endpoint=spec.endpoint, vm=spec.endpoint_vm,
-                   code=paths.relative_posix(spec.job.code, out_dir))
+                   code=paths.relative_posix(spec.endpoint.code, out_dir))
         files[out_dir / "endpoint.yml"] = render_template("online_endpoint.yml.j2", ctx)
         files[out_dir / "deployment.yml"] = render_template("online_deployment.yml.j2", ctx)
         files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)

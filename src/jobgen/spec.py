@@ -15,6 +15,7 @@ from typing import Any
 from . import paths, rules, secretscan, vmsizes
 from .azml import shell
 from .errors import Problem, SpecError
+from .rules import Rule
 
 DISTRIBUTIONS = ("pytorch", "mpi", "none")
 LAUNCHERS = ("per-process", "torchrun")
@@ -177,6 +178,7 @@ class Endpoint:
     request_settings: dict[str, int]
     liveness_probe: dict[str, int]
     readiness_probe: dict[str, int]
+    code: Path  # the scoring script's folder (src/trainer)
 
 
 ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
@@ -202,8 +204,8 @@ TRAIN_COMPONENT_INPUTS = {
 
 @dataclass(frozen=True)
 class Spec:
-    job: CommandJob
-    launcher: Launcher
+    job: CommandJob | None  # None for an endpoint definition
+    launcher: Launcher | None
     vm: vmsizes.VmSize | None
     cluster: Cluster | None
     environment: Environment | None
@@ -214,6 +216,11 @@ class Spec:
     endpoint: Endpoint | None = None
     endpoint_vm: vmsizes.VmSize | None = None
     warnings: tuple[Problem, ...] = field(default=())
+
+    @property
+    def kind(self) -> str:
+        """command | pipeline | sweep | endpoint: what the definition renders."""
+        return "endpoint" if self.endpoint else "pipeline" if self.pipeline else "sweep" if self.sweep else "command"
 
 
 # ------------------------------------------------------------------ collecting problems
@@ -309,20 +316,70 @@ class _Collector:
 # ------------------------------------------------------------------ building the spec
 
 def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec:
-    """Validate ``values`` (already merged) and return the spec, or raise ``SpecError``."""
+    """Validate ``values`` (already merged) and return the spec, or raise ``SpecError`` with every
+    problem. A definition is one of: a command job, a pipeline, a sweep, or an online endpoint."""
     c = _Collector(origins or {})
     _secret_values(c, values)
+    endpoint_v = c.mapping(values.get("endpoint"), "endpoint")
+    if c.boolean(endpoint_v.get("enabled"), "endpoint.enabled", False):
+        spec = _endpoint_spec(c, values, endpoint_v)
+    else:
+        spec = _job_spec(c, values)
+    if c.problems:
+        raise SpecError(c.problems)
+    return spec
+
+
+def _endpoint_spec(c: _Collector, values: dict, endpoint_v: dict) -> Spec | None:
+    """An online endpoint definition: the endpoint, its deployment and the scoring environment
+    (no job, cluster or training environment of its own)."""
+    if c.boolean(c.mapping(values.get("pipeline"), "pipeline").get("enabled"), "pipeline.enabled", False) or \
+            c.boolean(c.mapping(values.get("sweep"), "sweep").get("enabled"), "sweep.enabled", False):
+        c.error("endpoint.enabled", "an endpoint definition renders no job", "disable pipeline and sweep here")
+    job_v = c.mapping(values.get("job"), "job")
+    script = c.string(c.mapping(values.get("launcher"), "launcher").get("script"), "launcher.script")
+    code = _code(c, job_v.get("code"), script)
+    endpoint, vm = _endpoint(c, endpoint_v, code)
+    if endpoint is None:
+        return None
+    return Spec(job=None, launcher=None, vm=None, cluster=None, environment=None, data=None, endpoint=endpoint,
+                endpoint_vm=vm, warnings=tuple(c.warnings))
+
+
+def _job_spec(c: _Collector, values: dict) -> Spec | None:
+    """A command job, pipeline or sweep definition."""
     job_v = c.mapping(values.get("job"), "job")
     launch_v = c.mapping(values.get("launcher"), "launcher")
     cluster_v = c.mapping(values.get("cluster"), "cluster")
-    env_v = c.mapping(values.get("env"), "env")
-    data_v = c.mapping(values.get("data"), "data")
-
     if job_v.get("type", "command") != "command":
         c.error("job.type", f"the generator renders command jobs, got '{job_v.get('type')}'",
                 "pipelines and sweeps have their own templates")
+    cluster, vm = _cluster_and_size(c, cluster_v)
+    shape = _shape(c, job_v, launch_v, vm, cluster)
+    code = _code(c, job_v.get("code"), shape.script)
+    inputs = _inputs(c, c.mapping(job_v.get("inputs"), "job.inputs"))
+    outputs = _outputs(c, c.mapping(job_v.get("outputs"), "job.outputs"))
+    for name in set(inputs) & set(outputs):
+        c.error(f"job.outputs.{name}", f"'{name}' is both an input and an output", "rename one of them")
+    environment_ref, env_spec = _environment_ref(c, job_v, c.mapping(values.get("env"), "env"))
+    compute = _compute(c, job_v, cluster, cluster_v)
+    data = _data(c, c.mapping(values.get("data"), "data"))
+    components = _components(c, c.mapping(values.get("components"), "components"))
+    pipeline, sweep = _pipeline_or_sweep(c, values, inputs, outputs, shape.launcher, job_v.get("command"))
+    rest = _job_details(c, job_v)
+    command = _command(c, job_v.get("command"), shape, inputs, outputs)
+    if c.problems:
+        return None
+    assert shape.nodes and command and code and environment_ref and compute and rest["experiment_name"]
+    job = CommandJob(code=code, command=command, environment=environment_ref, compute=compute,
+                     resources=Resources(shape.nodes, rest.pop("shm_size")), distribution=shape.distribution,
+                     inputs=inputs, outputs=outputs, **rest)
+    launcher = Launcher(shape.launcher, shape.script, shape.processes or 1, shape.args)
+    return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
+                components=components, pipeline=pipeline, sweep=sweep, warnings=tuple(c.warnings))
 
-    # --- cluster and VM size
+
+def _cluster_and_size(c: _Collector, cluster_v: dict) -> tuple[Cluster | None, vmsizes.VmSize | None]:
     cluster = _cluster(c, cluster_v)
     vm = None
     if cluster is not None or cluster_v.get("size"):
@@ -335,36 +392,112 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
         elif vm is not None and vm.retired:
             message, hint = vmsizes.retired_message(vm)
             c.error("cluster.size", message, hint, rules.VM_RETIRED)
+    return cluster, vm
 
-    # --- distribution, launcher, processes
-    dist_v = job_v.get("distribution")
-    if dist_v is None:
-        dist_type = "none"
-        dist_v = {}
-    elif isinstance(dist_v, dict):
-        dist_type = dist_v.get("type") or "none"
-    else:
-        dist_type = str(dist_v)
-        dist_v = {}
-    if dist_type in ("tensorflow", "ray"):
-        c.error("job.distribution.type", f"'{dist_type}' distribution is not generated by this tool",
-                "use pytorch or mpi, or write the YAML by hand and check it with 'generator.py lint'")
-        dist_type = None
-    else:
-        dist_type = c.choice(dist_type, "job.distribution.type", DISTRIBUTIONS)
-    for key in dist_v:
-        if key not in ("type", "process_count_per_instance"):
-            c.error(f"job.distribution.{key}", f"unknown distribution key '{key}'",
-                    "a pytorch or mpi distribution has only type and process_count_per_instance")
 
+@dataclass(frozen=True)
+class Topology:
+    """How many processes run where: what resolve_topology decides from the values."""
+
+    distribution: str | None  # pytorch | mpi | none (None: refused)
+    launcher: str | None  # per-process | torchrun
+    nodes: int | None
+    processes: int | None  # processes per node (torchrun's workers included)
+    process_count_per_instance: int  # what Azure starts per node
+    problems: tuple[tuple[str, str, str, Rule | None, str], ...] = ()  # (values path, message, hint, rule, severity)
+
+    @property
+    def azure_distribution(self) -> Distribution | None:
+        if self.distribution in ("pytorch", "mpi") and self.processes:
+            return Distribution(self.distribution, self.process_count_per_instance)
+        return None
+
+
+def resolve_topology(distribution: str | None, launcher: str | None, nodes: int | None,
+                     processes_per_node: int | None, process_count: int | None,
+                     vm: vmsizes.VmSize | None) -> Topology:
+    """distribution x launcher x processes per node x VM size -> what Azure starts on each node.
+    Pure: the problems come back with the values path they belong to.
+
+    - per-process (pytorch, mpi): Azure starts P copies per node; P is process_count_per_instance,
+      else processes per node (--gpus), else the VM's GPU count (1 on CPU sizes);
+    - torchrun: Azure starts one per node (process_count_per_instance 1) and torchrun its P workers;
+      it needs pytorch on several nodes (Azure sets NODE_RANK and MASTER_ADDR only then);
+    - none: one process on one node.
+    Then the processes are checked against the VM's GPUs (more: error, fewer: warning)."""
+    problems: list[tuple] = []
+    default_p = (vm.whole_gpus or 1) if vm is not None and vm.gpus > 0 else 1
+    processes, count = processes_per_node, 1
+    if launcher == "per-process" and distribution in ("pytorch", "mpi"):
+        if process_count is not None and processes_per_node is not None and process_count != processes_per_node:
+            problems.append(("job.distribution.process_count_per_instance", f"is {process_count} but processes "
+                             f"per node (--gpus) is {processes_per_node}", "give only one of them", None))
+        processes = process_count or processes_per_node or default_p
+        count = processes
+    elif launcher == "torchrun":
+        processes = processes_per_node or default_p
+        if process_count not in (None, 1):
+            problems.append(("job.distribution.process_count_per_instance", f"must be 1 with the torchrun launcher "
+                             f"(torchrun starts {processes} processes per node itself), got {process_count}",
+                             "drop it, or use --launcher per-process", None))
+        if distribution == "mpi":
+            problems.append(("launcher.type", "the torchrun launcher needs distribution pytorch (Azure sets "
+                             "NODE_RANK and MASTER_ADDR only for pytorch)", "use --distribution pytorch", None))
+        if distribution == "none" and nodes and nodes > 1:
+            problems.append(("launcher.type", f"torchrun on {nodes} nodes needs distribution pytorch",
+                             "use --distribution pytorch", None))
+    elif distribution == "none":
+        processes = processes_per_node or 1
+        if processes > 1:
+            problems.append(("launcher.processes_per_node", f"{processes} processes per node need a distribution; "
+                             "with none Azure starts one process", "use --distribution pytorch, or --launcher "
+                             "torchrun", None))
+        if nodes and nodes > 1:
+            problems.append(("job.resources.instance_count", f"{nodes} nodes without a distribution: Azure starts "
+                             "the command on one node only (not documented for more)", "use --distribution pytorch "
+                             "or mpi", None))
+        processes = 1
+    if vm is not None and processes and not vm.retired:
+        found = vmsizes.capacity_problem(vm, processes)
+        if found:
+            level, message, hint = found
+            problems.append(("launcher.processes_per_node", message, hint, rules.VM_CAPACITY, level))
+    return Topology(distribution, launcher, nodes, processes, count, tuple(
+        p if len(p) == 5 else p + ("error",) for p in problems))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    topology: Topology
+    script: str | None
+    args: tuple[str, ...]
+
+    @property
+    def nodes(self) -> int | None:
+        return self.topology.nodes
+
+    @property
+    def processes(self) -> int | None:
+        return self.topology.processes
+
+    @property
+    def launcher(self) -> str | None:
+        return self.topology.launcher
+
+    @property
+    def distribution(self) -> Distribution | None:
+        return self.topology.azure_distribution
+
+
+def _shape(c: _Collector, job_v: dict, launch_v: dict, vm: vmsizes.VmSize | None, cluster: Cluster | None) -> _Shape:
+    """The values that decide the topology, checked one by one, then resolve_topology."""
+    dist_type, dist_v = _distribution_type(c, job_v.get("distribution"))
     launcher_type = c.choice(launch_v.get("type", "per-process"), "launcher.type", LAUNCHERS)
     script = c.string(launch_v.get("script"), "launcher.script")
     args_v = launch_v.get("args") or []
     if not isinstance(args_v, list):
         c.error("launcher.args", "must be a list of arguments", "e.g. args: ['--num-workers', '4']")
         args_v = []
-    args = tuple(str(a) for a in args_v)
-
     resources_v = c.mapping(job_v.get("resources"), "job.resources")
     for key in resources_v:
         if key not in ("instance_count", "shm_size", "instance_type", "docker_args", "properties", "locations",
@@ -372,113 +505,81 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
             c.error(f"job.resources.{key}", f"unknown resources key '{key}'",
                     "command jobs take instance_count, instance_type, shm_size, docker_args, properties, locations")
     nodes = c.integer(resources_v.get("instance_count", 1), "job.resources.instance_count", minimum=1)
-
-    explicit_p = dist_v.get("process_count_per_instance")
     p_node = launch_v.get("processes_per_node")
-    default_p = (vm.whole_gpus or 1) if vm is not None and vm.gpus > 0 else 1
-    if p_node is None:
-        per_node = None
-    else:
-        per_node = c.integer(p_node, "launcher.processes_per_node", minimum=1)
+    per_node = None if p_node is None else c.integer(p_node, "launcher.processes_per_node", minimum=1)
+    explicit_p = dist_v.get("process_count_per_instance")
     if explicit_p is not None:
         explicit_p = c.integer(explicit_p, "job.distribution.process_count_per_instance", minimum=1)
-
-    processes = per_node
-    process_count = 1
-    if launcher_type == "per-process" and dist_type in ("pytorch", "mpi"):
-        if explicit_p is not None and per_node is not None and explicit_p != per_node:
-            c.error("job.distribution.process_count_per_instance",
-                    f"is {explicit_p} but processes per node (--gpus) is {per_node}", "give only one of them")
-        processes = explicit_p or per_node or default_p
-        process_count = processes
-    elif launcher_type == "torchrun":
-        processes = per_node or default_p
-        if explicit_p not in (None, 1):
-            c.error("job.distribution.process_count_per_instance",
-                    f"must be 1 with the torchrun launcher (torchrun starts {processes} processes per node itself), "
-                    f"got {explicit_p}", "drop it, or use --launcher per-process")
-        if dist_type == "mpi":
-            c.error("launcher.type", "the torchrun launcher needs distribution pytorch "
-                    "(Azure sets NODE_RANK and MASTER_ADDR only for pytorch)", "use --distribution pytorch")
-        if dist_type == "none" and nodes and nodes > 1:
-            c.error("launcher.type", f"torchrun on {nodes} nodes needs distribution pytorch",
-                    "use --distribution pytorch")
-    elif dist_type == "none":
-        processes = per_node or 1
-        if processes > 1:
-            c.error(c.origins.get("launcher.processes_per_node", "launcher.processes_per_node"),
-                    f"{processes} processes per node need a distribution; with none Azure starts one process",
-                    "use --distribution pytorch, or --launcher torchrun")
-        if nodes and nodes > 1:
-            c.error("job.resources.instance_count", f"{nodes} nodes without a distribution: Azure starts the "
-                    "command on one node only (not documented for more)", "use --distribution pytorch or mpi")
-        processes = 1
-    distribution = Distribution(dist_type, process_count) if dist_type in ("pytorch", "mpi") and processes else None
-
-    if vm is not None and processes and not vm.retired:
-        found = vmsizes.capacity_problem(vm, processes)
-        if found:
-            level, message, hint = found
-            where = "launcher.processes_per_node" if "launcher.processes_per_node" in c.origins else \
-                "job.distribution.process_count_per_instance"
-            (c.error if level == "error" else c.warn)(where, message, hint, rules.VM_CAPACITY)
+    topology = resolve_topology(dist_type, launcher_type, nodes, per_node, explicit_p, vm)
+    for where, message, hint, rule, severity in topology.problems:
+        if rule is rules.VM_CAPACITY and where not in c.origins:  # said where the processes were given
+            where = "job.distribution.process_count_per_instance"
+        (c.error if severity == "error" else c.warn)(where, message, hint, rule)
     if cluster is not None and nodes and nodes > cluster.max_instances:
         c.error("cluster.max_instances", f"the job needs {nodes} nodes but the cluster scales to {cluster.max_instances}",
                 f"use --set cluster.max_instances={nodes}, or fewer nodes")
+    return _Shape(topology, script, tuple(str(a) for a in args_v))
 
-    # --- code and script
-    code = _code(c, job_v.get("code"), script)
 
-    # --- inputs, outputs
-    inputs = _inputs(c, c.mapping(job_v.get("inputs"), "job.inputs"))
-    outputs = _outputs(c, c.mapping(job_v.get("outputs"), "job.outputs"))
-    for name in set(inputs) & set(outputs):
-        c.error(f"job.outputs.{name}", f"'{name}' is both an input and an output", "rename one of them")
+def _distribution_type(c: _Collector, dist_v: Any) -> tuple[str | None, dict]:
+    if dist_v is None:
+        return "none", {}
+    if not isinstance(dist_v, dict):
+        dist_type, dist_v = str(dist_v), {}
+    else:
+        dist_type = dist_v.get("type") or "none"
+    if dist_type in ("tensorflow", "ray"):
+        c.error("job.distribution.type", f"'{dist_type}' distribution is not generated by this tool",
+                "use pytorch or mpi, or write the YAML by hand and check it with 'generator.py lint'")
+        return None, dist_v
+    for key in dist_v:
+        if key not in ("type", "process_count_per_instance"):
+            c.error(f"job.distribution.{key}", f"unknown distribution key '{key}'",
+                    "a pytorch or mpi distribution has only type and process_count_per_instance")
+    return c.choice(dist_type, "job.distribution.type", DISTRIBUTIONS), dist_v
 
-    # --- environment
-    environment_ref = job_v.get("environment")
-    env_spec = None
-    if environment_ref is None:
+
+def _environment_ref(c: _Collector, job_v: dict, env_v: dict) -> tuple[str | None, Environment | None]:
+    """The job's environment: a reference given, or the one rendered from env:."""
+    ref = job_v.get("environment")
+    if ref is None:
         env_spec = _environment(c, env_v)
-        environment_ref = f"azureml:{env_spec.name}:{env_spec.version}" if env_spec else None
-    else:
-        environment_ref = c.string(environment_ref, "job.environment")
-        if environment_ref and not environment_ref.startswith(("azureml:", "azureml://")):
-            c.error("job.environment", f"'{environment_ref}' is not an environment reference",
-                    "use azureml:<name>@latest, azureml:<name>:<version> or azureml://registries/<registry>/environments/<name>/...")
+        return (f"azureml:{env_spec.name}:{env_spec.version}" if env_spec else None), env_spec
+    ref = c.string(ref, "job.environment")
+    if ref and not ref.startswith(("azureml:", "azureml://")):
+        c.error("job.environment", f"'{ref}' is not an environment reference",
+                "use azureml:<name>@latest, azureml:<name>:<version> or azureml://registries/<registry>/environments/<name>/...")
+    return ref, None
 
-    # --- compute
+
+def _compute(c: _Collector, job_v: dict, cluster: Cluster | None, cluster_v: dict) -> str | None:
     compute = job_v.get("compute")
-    if compute is None:
-        name = cluster.name if cluster else cluster_v.get("name")
-        compute = f"azureml:{name}" if name else None
-        if compute is None:
-            c.error("job.compute", "is required", "use --compute NAME")
-    else:
-        compute = c.string(compute, "job.compute")
+    if compute is not None:
+        return c.string(compute, "job.compute")
+    name = cluster.name if cluster else cluster_v.get("name")
+    if not name:
+        c.error("job.compute", "is required", "use --compute NAME")
+        return None
+    return f"azureml:{name}"
 
-    # --- data asset, components, pipeline
-    data = _data(c, data_v)
-    components = _components(c, c.mapping(values.get("components"), "components"))
+
+def _pipeline_or_sweep(c: _Collector, values: dict, inputs: dict, outputs: dict, launcher: str | None,
+                       command: Any) -> tuple[Pipeline | None, Sweep | None]:
     pipeline_v = c.mapping(values.get("pipeline"), "pipeline")
-    pipeline = None
+    pipeline = sweep = None
     if c.boolean(pipeline_v.get("enabled"), "pipeline.enabled", False):
-        pipeline = _pipeline(c, pipeline_v, inputs, outputs, launcher_type, job_v.get("command"))
+        pipeline = _pipeline(c, pipeline_v, inputs, outputs, launcher, command)
     sweep_v = c.mapping(values.get("sweep"), "sweep")
-    sweep = None
     if c.boolean(sweep_v.get("enabled"), "sweep.enabled", False):
-        if pipeline is not None:
+        if c.boolean(pipeline_v.get("enabled"), "pipeline.enabled", False):
             c.error("sweep.enabled", "a definition is a sweep or a pipeline, not both",
                     "set pipeline.enabled or sweep.enabled, not both")
         sweep = _sweep(c, sweep_v, inputs)
-    endpoint_v = c.mapping(values.get("endpoint"), "endpoint")
-    endpoint = endpoint_vm = None
-    if c.boolean(endpoint_v.get("enabled"), "endpoint.enabled", False):
-        if pipeline is not None or sweep is not None:
-            c.error("endpoint.enabled", "an endpoint definition renders no job", "disable pipeline and sweep here")
-        endpoint, endpoint_vm = _endpoint(c, endpoint_v, code, script)
+    return pipeline, sweep
 
-    # --- the rest of the job
+
+def _job_details(c: _Collector, job_v: dict) -> dict[str, Any]:
+    """The rest of a command job: names, tags, environment variables, timeout, shared memory."""
     env_vars = {}
     for key, value in c.mapping(job_v.get("environment_variables"), "job.environment_variables").items():
         dotted = f"job.environment_variables.{key}"
@@ -494,39 +595,30 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
                     rules.SECRET_VALUE)
             continue
         env_vars[str(key)] = "true" if value is True else "false" if value is False else str(value)
-    tags = {str(k): str(v) for k, v in c.mapping(job_v.get("tags"), "job.tags").items() if v is not None}
     limits_v = c.mapping(job_v.get("limits"), "job.limits")
-    timeout = c.integer(limits_v.get("timeout"), "job.limits.timeout", minimum=1, required=False)
-    experiment = c.string(job_v.get("experiment_name"), "job.experiment_name", pattern=EXPERIMENT_RE,
-                          rule="letters, digits, '-' and '_', starting with a letter or digit")
-    name = c.string(job_v.get("name"), "job.name", required=False, pattern=JOB_NAME_RE,
-                    rule="3-255 letters, digits, '-' and '_'")
-    display_name = c.string(job_v.get("display_name"), "job.display_name", required=False)
-    description = c.string(job_v.get("description"), "job.description", required=False)
-    shm_size = c.string(resources_v.get("shm_size"), "job.resources.shm_size", required=False,
-                        pattern=re.compile(r"\d+[bkmg]?"), rule="a size like 16g")
+    resources_v = c.mapping(job_v.get("resources"), "job.resources")
+    return {
+        "environment_variables": env_vars,
+        "tags": {str(k): str(v) for k, v in c.mapping(job_v.get("tags"), "job.tags").items() if v is not None},
+        "timeout": c.integer(limits_v.get("timeout"), "job.limits.timeout", minimum=1, required=False),
+        "experiment_name": c.string(job_v.get("experiment_name"), "job.experiment_name", pattern=EXPERIMENT_RE,
+                                    rule="letters, digits, '-' and '_', starting with a letter or digit"),
+        "name": c.string(job_v.get("name"), "job.name", required=False, pattern=JOB_NAME_RE,
+                         rule="3-255 letters, digits, '-' and '_'"),
+        "display_name": c.string(job_v.get("display_name"), "job.display_name", required=False),
+        "description": c.string(job_v.get("description"), "job.description", required=False),
+        "shm_size": c.string(resources_v.get("shm_size"), "job.resources.shm_size", required=False,
+                             pattern=re.compile(r"\d+[bkmg]?"), rule="a size like 16g"),
+    }
 
-    command_v = job_v.get("command")
+
+def _command(c: _Collector, command_v: Any, shape: _Shape, inputs: dict, outputs: dict) -> str | None:
     if command_v is not None:
-        command = c.string(command_v, "job.command")
-    elif launcher_type and script and processes:
-        command = build_command(launcher_type, dist_type, script, processes, list(inputs), list(outputs), args)
-    else:
-        command = None
-
-    if c.problems:
-        raise SpecError(c.problems)
-    assert nodes and command and code and environment_ref and compute and experiment and launcher_type and script
-    job = CommandJob(
-        display_name=display_name, experiment_name=experiment, description=description, tags=tags,
-        code=code, command=command, environment=environment_ref, compute=compute,
-        resources=Resources(nodes, shm_size), distribution=distribution, inputs=inputs, outputs=outputs,
-        environment_variables=env_vars, timeout=timeout, name=name,
-    )
-    launcher = Launcher(launcher_type, script, processes or 1, args)
-    return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
-                components=components, pipeline=pipeline, sweep=sweep, endpoint=endpoint,
-                endpoint_vm=endpoint_vm, warnings=tuple(c.warnings))
+        return c.string(command_v, "job.command")
+    if shape.launcher and shape.script and shape.processes:
+        return build_command(shape.launcher, shape.topology.distribution, shape.script, shape.processes,
+                             list(inputs), list(outputs), shape.args)
+    return None
 
 
 def build_command(launcher: str, distribution: str | None, script: str, processes: int,
@@ -897,7 +989,7 @@ def _sweep(c: _Collector, v: dict, inputs: dict[str, Any]) -> Sweep | None:
     return Sweep(algorithm, space, metric, goal, total, concurrent, timeout, trial_timeout, early)
 
 
-def _endpoint(c: _Collector, v: dict, code: Path | None, script: str | None):
+def _endpoint(c: _Collector, v: dict, code: Path | None):
     name = c.string(v.get("name"), "endpoint.name", pattern=ENDPOINT_NAME_RE,
                     rule="3-32 letters, digits and '-', starting with a letter")
     auth = c.choice(v.get("auth_mode", "key"), "endpoint.auth_mode", ("key", "aml_token"))
@@ -941,8 +1033,8 @@ def _endpoint(c: _Collector, v: dict, code: Path | None, script: str | None):
             if number is not None:
                 values_[key] = number
         settings[section] = values_
-    if None in (name, auth, deployment, model, size_name, count, scoring, variant, image, python):
+    if None in (name, auth, deployment, model, size_name, count, scoring, variant, image, python, code):
         return None, vm
     return Endpoint(name, v.get("description"), auth, deployment, model, size_name, count, scoring, variant, image,
                     python, tuple(str(p) for p in pip), settings["request_settings"], settings["liveness_probe"],
-                    settings["readiness_probe"]), vm
+                    settings["readiness_probe"], code), vm
