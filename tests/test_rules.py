@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobgen.lint import lint_paths
-from jobgen.lint.rules import RULES
+from jobgen.rules import RULES
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/"
 JOB = f"$schema: {SCHEMA}commandJob.schema.json\ntype: command\ncommand: echo hi\nenvironment: azureml:env@latest\n" \
