@@ -114,8 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], dest="sets", metavar="PATH=VALUE",
                      help="override a value of the job YAML, as az ml job create --set does")
     run.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
-                     help="local path for data asset NAME (azureml:NAME@latest / azureml:NAME:<version>)")
+                     help="local path for data asset NAME (azureml:NAME@latest / azureml:NAME:<version>) or for a "
+                          "remote URI (azureml://datastores/..., https://...)")
+    run.add_argument("--component", action="append", default=[], dest="components", metavar="NAME=PATH",
+                     help="local YAML file for registered component NAME (azureml:NAME:<version>, azureml:NAME@latest, "
+                          "azureml://registries/.../components/NAME)")
     run.add_argument("--catalog", type=Path, help="local data catalog (default: jobs/data.yml found upward)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan (every unit, its command, inputs and "
+                     "outputs) and start nothing")
+    run.add_argument("--env", choices=("layer", "venv"), default="layer",
+                     help="layer (default): the job runs with this machine's Python packages and installs into a "
+                          "layer in its run folder; venv: also install what its environment's conda file lists "
+                          "(cached by content)")
     run.add_argument("--timeout", type=float, metavar="S", help="end the job after S seconds (with limits.timeout, "
                      "the smaller wins)")
     run.add_argument("--no-lint", action="store_true", help="run without linting the job first")
@@ -434,8 +444,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.timeout is not None and args.timeout <= 0:
         raise JobgenError("--timeout must be positive", where="--timeout", hint="seconds, e.g. --timeout 600")
-    options = Options(run_dir=args.run_dir, sets=args.sets, data=args.data, timeout=args.timeout, quiet=args.quiet,
-                      json=args.json, catalog=args.catalog, lint=not args.no_lint)
+    options = Options(run_dir=args.run_dir, sets=args.sets, data=args.data, components=args.components,
+                      timeout=args.timeout, quiet=args.quiet, json=args.json, catalog=args.catalog,
+                      lint=not args.no_lint, dry_run=args.dry_run, env=args.env)
     return run(args.job, options)
 
 

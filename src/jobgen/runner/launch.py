@@ -15,6 +15,7 @@ and no process is left behind on timeout, Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -39,7 +40,7 @@ FINAL_READS = 8  # after the job: at most this many polls' worth of log still to
 MAX_LINE_BYTES = 16 * 1024  # what is kept of one line (progress bars end lines with \r, not \n)
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
                       "MASTER_ADDR", "MASTER_PORT", "MLFLOW_RUN_ID", "AZUREML_RUN_ID", "AZ_BATCH_MASTER_NODE",
-                      "AZ_BATCHAI_MPI_MASTER_NODE")
+                      "AZ_BATCHAI_MPI_MASTER_NODE", "TF_CONFIG")
 LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "PRTE_", "TORCHELASTIC_", "JOBGEN_")
 
 MPI_SHIM = r"""#!/bin/bash
@@ -159,16 +160,20 @@ class Tree:
         self.psutil.wait_procs(self.alive(), timeout=2)
 
 
-def clean_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+def clean_environment(base: dict[str, str] | None = None, bin_dir: Path | None = None) -> dict[str, str]:
     """The runner's environment without any launcher's variables (they would confuse the job's
-    own detection), with this interpreter's folder first on PATH: `python` and `torchrun` in
-    a job's command are this environment's, as the job's environment would provide them."""
+    own detection), with the job's Python first on PATH: ``bin_dir``, the layer a job's own
+    installs go to (environments.py), or this interpreter's folder. The runner's own folder is
+    taken off PATH when a layer stands in for it, so that `pip` never reaches the runner."""
     env = dict(os.environ if base is None else base)
     for key in list(env):
         if key in LAUNCHER_VARIABLES or key.startswith(LAUNCHER_PREFIXES):
             env.pop(key)
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    runner_bin = str(Path(sys.executable).parent)
+    rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and (bin_dir is None or p != runner_bin)]
+    env["PATH"] = os.pathsep.join([str(bin_dir or runner_bin), *rest])
+    if bin_dir is not None:
+        env["VIRTUAL_ENV"] = str(Path(bin_dir).parent)
     return env
 
 
@@ -210,9 +215,11 @@ class Launch:
                                       "WORLD_SIZE": str(world)})
         elif self.kind == "mpi":
             self._start_mpi()
+        elif self.kind == "tensorflow":
+            self._start_tensorflow()
         else:
             raise JobgenError(f"distribution '{self.kind}' is not run locally", where=self.name,
-                              hint="use pytorch or mpi (or none) to run here")
+                              hint="use pytorch, mpi or tensorflow (or none) to run here")
 
     def _popen(self, argv: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
         """Start ``argv`` under a guard (guard.py): what it leaves running is ended with it, and all
@@ -234,6 +241,27 @@ class Launch:
             if self.kind == "pytorch":
                 env.update(shared)
                 env.update({"NODE_RANK": str(node), "RANK": str(rank), "LOCAL_RANK": str(local)})
+            proc.popen = self._popen(["bash", "-c", self.command], env, proc.log)
+            proc.state = "running"
+            self.tree.watch(proc.popen.pid)
+            self.procs.append(proc)
+            self.on_state(proc)
+
+    def _start_tensorflow(self) -> None:
+        """One process per TensorFlow task, as Azure starts them: `worker_count` workers (default:
+        the node count) and `parameter_server_count` parameter servers, each with TF_CONFIG naming
+        the whole cluster and its own task."""
+        dist = self.distribution or {}
+        workers = int(dist.get("worker_count") or self.n)
+        servers = int(dist.get("parameter_server_count") or 0)
+        tasks = [("worker", i) for i in range(workers)] + [("ps", i) for i in range(servers)]
+        addresses = [f"127.0.0.1:{free_port()}" for _ in tasks]
+        cluster = {"worker": addresses[:workers]}
+        if servers:
+            cluster["ps"] = addresses[workers:]
+        for rank, (kind, index) in enumerate(tasks):
+            proc = Proc(rank, rank, 0, self.logs / f"std_log_process_{rank:02d}.txt")
+            env = dict(self.env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}))
             proc.popen = self._popen(["bash", "-c", self.command], env, proc.log)
             proc.state = "running"
             self.tree.watch(proc.popen.pid)

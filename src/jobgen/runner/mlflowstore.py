@@ -225,3 +225,14 @@ def _revision_or_none(conn: sqlite3.Connection) -> str | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where experiments that jobs make keep their artifacts: beside the store
+    (<store folder>/mlartifacts), never under the job's working directory (MLflow's default
+    ./mlruns would land inside a run's code/ snapshot, which the next run in that folder
+    replaces). Jobs get it as _MLFLOW_SERVER_ARTIFACT_ROOT, the variable MLflow's own server
+    hands its clients for the same purpose."""
+    path = db_path(uri)
+    return (path.parent / "mlartifacts").as_uri() if path is not None else None

@@ -1,30 +1,35 @@
-"""`generator.py run JOB.yml`: command jobs, pipelines and sweeps, here, as Azure ML runs them."""
+"""`generator.py run JOB.yml`: command jobs, pipelines and sweeps, here, as Azure ML runs them.
+
+Plan, then run: the whole run (every unit, its bound command, processes, inputs and outputs) is
+planned before any process starts, and refused with every problem at once (plan.py); one
+scheduler then runs the units (schedule.py). `--dry-run` prints the plan and starts nothing.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from .. import paths
 from ..errors import JobgenError
 from ..values import apply_sets
-from ..yamlio import load_file, load_located, read_text
-from .catalog import find_catalog, load_catalog
-from .launch import Launch
-from .mounts import BoundPath, Mount
+from ..yamlio import load_located, read_text
 from . import rundir
-from .progress import Reporter, make_reporter
-from .tasks import Task, TaskResult, bind_inputs, cores, execute, resolve_data, slug
+from .catalog import find_catalog, load_catalog
+from .mounts import Mount
+from .plan import Plan, Planner
+from .progress import make_reporter
+from .schedule import RunContext, Scheduler
+from .tasks import TaskResult
+
+RUNNABLE = ("command_job", "pipeline_job", "sweep_job")
 
 
 @dataclass
@@ -32,11 +37,27 @@ class Options:
     run_dir: Path | None = None
     sets: list[str] = field(default_factory=list)
     data: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
     timeout: float | None = None
     quiet: bool = False
     json: bool = False
     catalog: Path | None = None
     lint: bool = True
+    dry_run: bool = False
+    env: str = "layer"  # layer: the runner's packages, a layer for the job's installs; venv: + its pip list
+
+
+class Refused(JobgenError):
+    """The plan has problems: nothing was started. One line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(problems[0])
+
+    def line(self) -> str:
+        if len(self.problems) == 1:
+            return self.problems[0]
+        return "\n".join(self.problems) + f"\n{len(self.problems)} problems; no process was started"
 
 
 def mlflow_store() -> str:
@@ -59,10 +80,7 @@ class Runner:
         self.path = path.resolve()
         self.base = self.path.parent
         self.options = options
-        self.stop = threading.Event()
-        self.launches: list[Launch] = []
-        self.reporter: Reporter = make_reporter(options.quiet, options.json)
-        self.mlflow_uri = mlflow_store()
+        self.reporter = make_reporter(options.quiet, options.json)
 
     # -------------------------------------------------------------- entry
     def load(self) -> tuple[dict, str]:
@@ -75,11 +93,10 @@ class Runner:
             text = yaml.safe_dump(data, sort_keys=False)
         return data, text
 
-    def lint(self, text: str, kind: str) -> None:
+    def lint(self, text: str) -> None:
         from ..lint import Document, lint_documents
 
-        doc = Document(self.path, text)
-        diagnostics = lint_documents([doc])
+        diagnostics = lint_documents([Document(self.path, text)])
         errors = [d for d in diagnostics if d.severity == "error"]
         for d in diagnostics:
             sys.stderr.write(d.format() + "\n")
@@ -88,56 +105,104 @@ class Runner:
             raise JobgenError(f"{len(errors)} lint error(s){suffix}; no process was started",
                               where=paths.display(self.path), hint="fix them, or pass --no-lint to run anyway")
 
-    def run(self) -> int:
+    def plan(self) -> tuple[Plan, Planner]:
         from ..lint.checks import detect_kind
 
         data, text = self.load()
-        kind = detect_kind(data)
-        if kind not in ("command_job", "pipeline_job", "sweep_job"):
-            raise JobgenError(f"cannot run a {kind or 'file that is not an Azure ML job'}", where=paths.display(self.path),
-                              hint="run a command, pipeline or sweep job YAML")
-        if self.options.lint:
-            self.lint(text, kind)
-        catalog_path = self.options.catalog or find_catalog(self.base)
-        self.catalog = load_catalog(catalog_path, self.options.data)
-        name = slug(data.get("name") or data.get("display_name") or self.path.stem)
+        kind = detect_kind(data, text)
+        if kind not in RUNNABLE:
+            raise JobgenError(f"cannot run a {kind or 'file that is not an Azure ML job'}",
+                              where=paths.display(self.path), hint="run a command, pipeline or sweep job YAML")
+        if self.options.lint and not self.options.dry_run:
+            self.lint(text)
+        catalog = load_catalog(self.options.catalog or find_catalog(self.base), self.options.data,
+                               self.options.components)
+        name = str(data.get("name") or data.get("display_name") or self.path.stem)
+        run_dir = self.run_dir(name)
+        experiment = str(data.get("experiment_name") or self.base.name)
+        planner = Planner(self.path, data, text, catalog, run_dir, self.options.timeout, experiment)
+        plan = planner.build()
+        self.environment_layers(plan)
+        return plan, planner
+
+    def run_dir(self, name: str) -> Path:
+        from .tasks import slug
+
         if self.options.run_dir is not None:
-            run_dir = self.options.run_dir.absolute()
-        else:
-            run_dir = rundir.fresh(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
-        self.experiment = str(data.get("experiment_name") or self.base.name)
+            return self.options.run_dir.absolute()
+        return rundir.fresh(Path("runs") / f"{slug(name)}-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
+
+    def environment_layers(self, plan: Plan) -> None:
+        """--env venv: each unit's environment's pip list (read here when it can be); the header
+        names what each job asked for; interactive services run only on Azure."""
+        from .environments import requirements_of
+
+        asked = sorted({str(t.environment) for t in plan.tasks if isinstance(t.environment, str)})
+        if asked:
+            plan.notes.append(f"environment {', '.join(asked)}: run with this machine's Python and its packages; "
+                              "each job's own installs go to a layer in its run folder"
+                              + ("" if self.options.env == "venv" else " (--env venv also installs what the "
+                                 "environment's conda file lists)"))
+        for task in plan.tasks:
+            if task.services:
+                plan.notes.append(f"{task.label}: services ({', '.join(map(str, task.services))}) run only on "
+                                  "Azure; not started here")
+            if self.options.env == "venv" and task.environment is not None:
+                try:
+                    task.requirements = requirements_of(task.environment, task.environment_base or self.base)
+                except JobgenError as exc:
+                    plan.problems.append(exc.line())
+
+    def run(self) -> int:
+        try:
+            plan, planner = self.plan()
+        except JobgenError as exc:
+            return self.refuse(exc)
+        if self.options.dry_run:
+            self.print_plan(plan, planner)
+            return 1 if plan.problems else 0
+        if plan.problems:
+            return self.refuse(Refused(plan.problems))
+        run_dir = planner.run_dir
         rundir.claim(run_dir, self.path)
         lock = rundir.Lock(run_dir).acquire()
         try:
-            return self._run_in(run_dir, kind, data, name)
+            return self._run_in(run_dir, plan, planner)
         finally:
             lock.release()
 
-    def _run_in(self, run_dir: Path, kind: str, data: dict, name: str) -> int:
+    def refuse(self, exc: JobgenError) -> int:
+        """Nothing started: with --json, one object saying so (and the problems); else raise to the CLI."""
+        if not self.options.json:
+            raise exc
+        problems = exc.problems if isinstance(exc, Refused) else [exc.line()]
+        print(json.dumps({"status": "Refused", "message": problems[0], "problems": problems}, indent=2))
+        return 1
+
+    def _run_in(self, run_dir: Path, plan: Plan, planner: Planner) -> int:
         summary_file = run_dir / "summary.json"
         try:  # room for the summary now, so that a job that fills the disk still gets one
-            rundir.reserve(summary_file, json.dumps({"status": "Running", "kind": kind.replace("_job", "")}))
+            rundir.reserve(summary_file, json.dumps({"status": "Running", "kind": plan.kind}))
         except OSError as exc:
             raise JobgenError(f"cannot write in the run folder: {exc.strerror}", where=paths.display(run_dir),
                               hint="free disk space (df -h) or choose a --run-dir on another disk") from None
-        self.mount = Mount(run_dir)  # shell-safe paths for ${{inputs.x}} / ${{outputs.y}}
-        handlers = self._install_signals()
+        ctx = RunContext(self.reporter, threading.Event(), mlflow_store())
+        mount = Mount(run_dir)  # shell-safe paths for ${{inputs.x}} / ${{outputs.y}}
+        for task in plan.tasks:
+            task.mount = mount
+        for note in plan.notes:
+            self.reporter.note(note)
+        handlers = self._install_signals(ctx.stop)
         start = time.monotonic()
         try:
-            if kind == "command_job":
-                summary = self.run_command(data, run_dir, name)
-            elif kind == "pipeline_job":
-                summary = self.run_pipeline(data, run_dir, name)
-            else:
-                summary = self.run_sweep(data, run_dir, name)
+            summary = self.execute(ctx, plan, planner)
         finally:
-            for launch in self.launches:
+            for launch in ctx.launches:
                 launch.kill()
             self._restore_signals(handlers)
             self.reporter.close()
-            self.mount.close()
-        summary.update({"kind": kind.replace("_job", ""), "run_dir": str(run_dir),
-                        "duration_s": round(time.monotonic() - start, 3)})
+            mount.close()
+        summary.update({"kind": plan.kind, "run_dir": str(run_dir), "duration_s": round(time.monotonic() - start, 3)})
         try:
             rundir.fill(summary_file, json.dumps(summary, indent=2) + "\n")
         except OSError as exc:
@@ -147,9 +212,21 @@ class Runner:
         self.print_summary(summary)
         return {"Completed": 0, "Canceled": 130}.get(summary["status"], 1)
 
-    def _install_signals(self):
+    def execute(self, ctx: RunContext, plan: Plan, planner: Planner) -> dict:
+        if plan.kind == "sweep":
+            from .sweep import run_sweep
+
+            return run_sweep(ctx, plan, planner.experiment, planner.name)
+        states, results = Scheduler(ctx, stop_on_failure=not plan.keep_going).run(plan.tasks)
+        if plan.kind == "command":
+            task = plan.tasks[0]
+            return result_summary(results[task.id]) if task.id in results else {
+                "status": "Canceled", "outputs": {}, "message": "stopped before it started"}
+        return pipeline_summary(plan, states, results, ctx.stop.is_set())
+
+    def _install_signals(self, stop: threading.Event):
         def handler(signum, frame):
-            self.stop.set()
+            stop.set()
 
         previous = {}
         if threading.current_thread() is threading.main_thread():
@@ -161,191 +238,33 @@ class Runner:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    # -------------------------------------------------------------- command jobs
-    def command_task(self, spec: dict, base: Path, run_dir: Path, name: str, label: str,
-                     inputs: dict[str, str] | None = None, outputs: dict[str, Path] | None = None) -> Task:
-        where = f"{paths.display(self.path)}: {label}"
-        code = spec.get("code")
-        code_path = None
-        if code is not None:
-            if not isinstance(code, str) or code.startswith(("azureml:", "http", "git+")):
-                raise JobgenError(f"code {code!r} is not a local folder", where=where, hint="give a local path")
-            code_path = (base / code).resolve()
-        if inputs is None:
-            inputs = bind_inputs(spec.get("inputs"), base, self.catalog, where)
-        if outputs is None:
-            outputs = {n: run_dir / "outputs" / n for n in (spec.get("outputs") or {})}
-        limits = spec.get("limits") or {}
-        timeouts = [t for t in (limits.get("timeout"), self.options.timeout) if t]
-        resources = spec.get("resources") or {}
-        return Task(name=name, label=label, run_dir=run_dir, code=code_path, command=str(spec.get("command") or ""),
-                    inputs=inputs, outputs=outputs,
-                    environment_variables={str(k): "" if v is None else str(v)
-                                           for k, v in (spec.get("environment_variables") or {}).items()},
-                    instance_count=int(resources.get("instance_count") or 1), distribution=spec.get("distribution"),
-                    timeout=float(min(timeouts)) if timeouts else None, experiment=self.experiment,
-                    mount=self.mount)
-
-    def run_command(self, data: dict, run_dir: Path, name: str) -> dict:
-        task = self.command_task(data, self.base, run_dir, name, name)
-        result = execute(task, self.reporter, self.stop, self.mlflow_uri, self.launches)
-        return self.result_summary(result)
-
-    @staticmethod
-    def result_summary(result: TaskResult) -> dict:
-        o = result.outcome
-        return {"status": o.status, "outputs": result.outputs, "failed_rank": o.failed_rank, "message": o.message,
-                "last_line": last_line(result),
-                "traceback": o.traceback, "logs": str(result.task.run_dir / "user_logs"),
-                "task_duration_s": round(o.duration, 3)}
-
-    # -------------------------------------------------------------- pipelines
-    def load_component(self, ref: Any, where: str) -> tuple[dict, Path]:
-        if isinstance(ref, dict):
-            return ref, self.base
-        if not isinstance(ref, str) or ref.startswith("azureml:"):
-            raise JobgenError(f"component {ref!r} is registered in a workspace; the local runner needs its YAML",
-                              where=where, hint="point component: at a local file (e.g. ../../components/train.yml)")
-        path = (self.base / ref.removeprefix("file:")).resolve()
-        if not path.exists():
-            raise JobgenError(f"component file {path} does not exist", where=where)
-        return load_file(path).data, path.parent
-
-    def run_pipeline(self, data: dict, run_dir: Path, name: str) -> dict:
-        where = paths.display(self.path)
-        p_inputs_spec = data.get("inputs") or {}
-        p_inputs: dict[str, str] = {}
-        for key, value in p_inputs_spec.items():
-            if isinstance(value, dict) and (value.get("type") in ("uri_folder", "uri_file", "mlflow_model",
-                                                                  "custom_model", "mltable") or "path" in value):
-                p_inputs[key] = BoundPath(resolve_data(str(value["path"]), self.base, self.catalog,
-                                                       f"{where}: inputs.{key}"))
-            elif isinstance(value, dict):
-                if value.get("default") is not None:
-                    p_inputs[key] = str(value["default"])
-            elif value is not None:
-                p_inputs[key] = str(value)
-        p_outputs = {key: run_dir / "outputs" / key for key in (data.get("outputs") or {})}
-        settings = data.get("settings") or {}
-        keep_going = bool(settings.get("continue_on_step_failure", False))
-        jobs: dict[str, dict] = data.get("jobs") or {}
-        deps: dict[str, set[str]] = {}
-        for step, node in jobs.items():
-            refs = yaml.safe_dump(node.get("inputs") or {})
-            deps[step] = {m for m in re.findall(r"parent\.jobs\.([A-Za-z0-9_]+)\.outputs", refs)}
-        step_outputs: dict[str, dict[str, Path]] = {}
-        results: dict[str, TaskResult] = {}
-        states: dict[str, str] = {step: "NotStarted" for step in jobs}
-
-        def make_task(step: str) -> Task:
-            node = jobs[step]
-            swhere = f"{where}: jobs.{step}"
-            comp, comp_base = self.load_component(node.get("component"), swhere)
-            spec = dict(comp)
-            for key in ("resources", "distribution", "environment_variables", "limits"):
-                if node.get(key) is not None:  # node-level settings override the component's
-                    spec[key] = node[key]
-            step_dir = run_dir / step
-            outputs: dict[str, Path] = {}
-            for out_name in (comp.get("outputs") or {}):
-                bound = (node.get("outputs") or {}).get(out_name)
-                target = step_dir / "outputs" / out_name
-                if isinstance(bound, str):
-                    ref = re.match(r"\$\{\{\s*parent\.outputs\.([A-Za-z0-9_]+)\s*\}\}", bound)
-                    if ref and ref.group(1) in p_outputs:
-                        target = p_outputs[ref.group(1)]
-                outputs[out_name] = target
-            step_outputs[step] = outputs
-            inputs: dict[str, str] = {}
-            for in_name, in_spec in (comp.get("inputs") or {}).items():
-                given = (node.get("inputs") or {}).get(in_name)
-                if isinstance(given, dict):
-                    given = given.get("path", given.get("value"))
-                if given is None:
-                    if isinstance(in_spec, dict) and in_spec.get("default") is not None:
-                        inputs[in_name] = str(in_spec["default"])
-                    continue
-                text = str(given)
-                match = re.fullmatch(r"\$\{\{\s*parent\.(inputs\.([A-Za-z0-9_]+)|jobs\.([A-Za-z0-9_]+)"
-                                                   r"\.outputs\.([A-Za-z0-9_]+))\s*\}\}", text)
-                if match and match.group(2):
-                    if match.group(2) in p_inputs:
-                        inputs[in_name] = p_inputs[match.group(2)]
-                elif match:
-                    inputs[in_name] = BoundPath(step_outputs[match.group(3)][match.group(4)])
-                elif isinstance(given, str) and (in_spec or {}).get("type") in ("uri_folder", "uri_file"):
-                    inputs[in_name] = BoundPath(resolve_data(given, self.base, self.catalog,
-                                                             f"{swhere}: inputs.{in_name}"))
-                else:
-                    inputs[in_name] = str(given)
-            return self.command_task(spec, comp_base, step_dir, f"{name}-{step}", step, inputs=inputs, outputs=outputs)
-
-        budget = cores()
-        running: dict[Future, str] = {}
-        order = list(jobs)
-        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-            while True:
-                failed = any(s in ("Failed", "TimedOut", "Canceled") for s in states.values())
-                if self.stop.is_set() or (failed and not keep_going):
-                    for step in order:
-                        if states[step] == "NotStarted":
-                            states[step] = "Skipped"
-                for step in order:
-                    if states[step] != "NotStarted":
-                        continue
-                    if any(states[d] in ("Failed", "TimedOut", "Canceled", "Skipped") for d in deps[step]):
-                        states[step] = "Skipped"
-                        self.reporter.task_finished(step, "Skipped", "an input step did not complete")
-                        continue
-                    if not all(states[d] == "Completed" for d in deps[step]):
-                        continue
-                    task = make_task(step)
-                    in_use = sum(t.processes for t in (f_task for f_task in running_tasks(running, results)))
-                    if running and in_use + task.processes > budget:
-                        continue  # independent steps share the cores; this one waits
-                    states[step] = "Running"
-                    future = pool.submit(execute, task, self.reporter, self.stop, self.mlflow_uri, self.launches)
-                    future.task = task  # type: ignore[attr-defined]
-                    running[future] = step
-                if not running:
-                    break
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    step = running.pop(future)
-                    result = future.result()
-                    results[step] = result
-                    states[step] = result.outcome.status
-                    if result.outcome.status != "Completed" and not keep_going:
-                        self.stop.set()  # stop the steps still running, as Azure does
-        statuses = set(states.values())
-        if statuses <= {"Completed"}:
-            status = "Completed"
-        elif "Canceled" in statuses and not any(s in ("Failed", "TimedOut") for s in statuses):
-            status = "Canceled"
-        else:
-            status = "Failed"
-        failed_step = next((s for s in order if states[s] in ("Failed", "TimedOut")), None)
-        summary = {"status": status, "outputs": {k: str(v) for k, v in p_outputs.items()},
-                   "steps": {s: {"status": states[s], **({"run_dir": str(results[s].task.run_dir),
-                                                          "duration_s": round(results[s].outcome.duration, 3),
-                                                          "failed_rank": results[s].outcome.failed_rank,
-                                                          "outputs": results[s].outputs,
-                                                          "last_line": last_line(results[s])} if s in results else {})}
-                             for s in order},
-                   "failed_step": failed_step, "failed_rank": results[failed_step].outcome.failed_rank
-                   if failed_step else None}
-        if failed_step:
-            summary["message"] = f"step {failed_step}: {results[failed_step].outcome.message}"
-            summary["traceback"] = results[failed_step].outcome.traceback
-        return summary
-
-    # -------------------------------------------------------------- sweeps
-    def run_sweep(self, data: dict, run_dir: Path, name: str) -> dict:
-        from .sweep import run_sweep
-
-        return run_sweep(self, data, run_dir, name)
-
     # -------------------------------------------------------------- output
+    def print_plan(self, plan: Plan, planner: Planner) -> None:
+        """--dry-run: what would run, unit by unit, and what stops it."""
+        if self.options.json:
+            print(json.dumps(plan_json(plan, planner), indent=2))
+            return
+        out = sys.stdout
+        out.write(f"plan: {plan.kind} {planner.name}, {len(plan.tasks)} unit(s), run folder "
+                  f"{paths.display(planner.run_dir)} (nothing is started)\n")
+        for note in plan.notes:
+            out.write(f"  {note}\n")
+        for task in plan.tasks:
+            out.write(f"\n  {task.id}: {task.describe()}" + (f", after {', '.join(sorted(task.deps))}"
+                                                          if task.deps else "") + "\n")
+            out.write(f"    code: {paths.display(task.code) if task.code else '(none)'}\n")
+            out.write(f"    command: {task.bound or task.command}\n")
+            for name, value in task.inputs.items():
+                out.write(f"    input {name}: {value}\n")
+            for name, path in task.outputs.items():
+                out.write(f"    output {name}: {paths.display(path)}{' (file)' if name in task.file_outputs else ''}\n")
+            if task.environment_variables:
+                out.write(f"    environment variables: {', '.join(sorted(task.environment_variables))}\n")
+        if plan.problems:
+            out.write("\nrefused, with " + f"{len(plan.problems)} problem(s):\n")
+            out.write("".join(f"  {p}\n" for p in plan.problems))
+        out.flush()
+
     def print_summary(self, summary: dict) -> None:
         if self.options.json:
             keys = ("status", "kind", "run_dir", "outputs", "failed_rank", "failed_step", "duration_s", "message",
@@ -379,17 +298,57 @@ class Runner:
         out.flush()
 
 
+def plan_json(plan: Plan, planner: Planner) -> dict:
+    return {"status": "Refused" if plan.problems else "Planned", "kind": plan.kind, "run_dir": str(planner.run_dir),
+            "problems": plan.problems, "notes": plan.notes,
+            "units": [{"id": t.id, "after": sorted(t.deps), "nodes": t.instance_count, "distribution": t.distribution,
+                       "processes": t.processes, "code": str(t.code) if t.code else None,
+                       "command": t.bound or t.command, "inputs": {k: str(v) for k, v in t.inputs.items()},
+                       "outputs": {k: str(v) for k, v in t.outputs.items()}, "file_outputs": sorted(t.file_outputs),
+                       "environment_variables": sorted(t.environment_variables)} for t in plan.tasks]}
+
+
+def result_summary(result: TaskResult) -> dict:
+    o = result.outcome
+    return {"status": o.status, "outputs": result.outputs, "failed_rank": o.failed_rank, "message": o.message,
+            "last_line": last_line(result), "traceback": o.traceback, "logs": str(result.task.run_dir / "user_logs"),
+            "task_duration_s": round(o.duration, 3)}
+
+
+def pipeline_summary(plan: Plan, states: dict[str, str], results: dict[str, TaskResult], stopped: bool) -> dict:
+    statuses = set(states.values())
+    if statuses <= {"Completed"}:
+        status = "Completed"
+    elif stopped and not any(s in ("Failed", "TimedOut") for s in statuses):
+        status = "Canceled"
+    elif "Canceled" in statuses and not any(s in ("Failed", "TimedOut") for s in statuses):
+        status = "Canceled"
+    else:
+        status = "Failed"
+    order = [t.id for t in plan.tasks]
+    failed = next((s for s in order if states[s] in ("Failed", "TimedOut")), None)
+    steps = {}
+    for step in order:
+        info = {"status": states[step]}
+        if step in results:
+            r = results[step]
+            info.update(run_dir=str(r.task.run_dir), duration_s=round(r.outcome.duration, 3),
+                        failed_rank=r.outcome.failed_rank, outputs=r.outputs, last_line=last_line(r))
+        steps[step] = info
+    summary = {"status": status, "outputs": {k: str(v) for k, v in plan.outputs.items()}, "steps": steps,
+               "failed_step": failed, "failed_rank": results[failed].outcome.failed_rank if failed else None}
+    if failed:
+        summary["message"] = f"step {failed}: {results[failed].outcome.message}"
+        summary["traceback"] = results[failed].outcome.traceback
+    return summary
+
+
 def last_line(result: TaskResult) -> str:
     """Rank 0's last line: what a step said when it ended (the trainer's result, the registered version)."""
-    procs = sorted(result.outcome.procs, key=lambda p: p.rank)
-    for proc in procs:
+    for proc in sorted(result.outcome.procs, key=lambda p: p.rank):
         if proc.last_line.strip():
             return proc.last_line.strip()[:400]
     return ""
-
-
-def running_tasks(running: dict[Future, str], results: dict) -> list[Task]:
-    return [getattr(f, "task") for f in running]
 
 
 def run(path: Path, options: Options) -> int:

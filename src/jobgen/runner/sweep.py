@@ -11,15 +11,14 @@ import math
 import random
 import re
 import statistics
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from ..azml.model import Command, read_io
 from ..errors import JobgenError
-from .tasks import Task, bind_inputs, cores, execute
+from .tasks import cores
 
 SEARCH = re.compile(r"\$\{\{\s*search_space\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 POLL_SECONDS = 1.0
@@ -61,7 +60,7 @@ def sample(spec: dict, rng: random.Random, where: str) -> Any:
     return value
 
 
-def plan(space: dict, algorithm: Any, total: int, where: str, note) -> list[dict[str, Any]]:
+def sample_plan(space: dict, algorithm: Any, total: int, where: str, note) -> list[dict[str, Any]]:
     kind = algorithm.get("type") if isinstance(algorithm, dict) else algorithm
     kind = (kind or "random").lower()
     seed = algorithm.get("seed") if isinstance(algorithm, dict) else None
@@ -141,150 +140,168 @@ class EarlyTermination:
         return None
 
 
-def run_sweep(runner, data: dict, run_dir: Path, name: str) -> dict:
-    import mlflow
-    from mlflow.tracking import MlflowClient
+@dataclass
+class SweepPlan:
+    """What a sweep's scheduling needs beside its trials."""
 
-    where = paths.display(runner.path)
-    space = data.get("search_space") or {}
-    objective = data.get("objective") or {}
-    metric = objective.get("primary_metric")
-    goal = str(objective.get("goal") or "maximize").lower()
+    metric: str
+    goal: str
+    parameters: dict[str, dict[str, Any]]  # trial id -> sampled values
+    early_termination: dict | None
+    concurrency: int
+    timeout: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_sweep(planner, sweep) -> "Plan":
+    """The trials of a sweep, sampled now (random with the sweep's seed, or the grid), each a
+    command unit with the sampled values bound."""
+    from .plan import Plan
+
+    where = planner.where
+    plan = Plan("sweep")
+    notes: list[str] = []
+    metric = sweep.objective.get("primary_metric")
+    goal = str(sweep.objective.get("goal") or "maximize").lower()
     if not metric:
-        raise JobgenError("a sweep needs objective.primary_metric", where=where)
-    limits = data.get("limits") or {}
-    total = int(limits.get("max_total_trials") or 1)
-    trial_spec = dict(data.get("trial") or {})
-    if not trial_spec.get("command"):
-        raise JobgenError("the sweep's trial has no command", where=where)
-    trials = plan(space, data.get("sampling_algorithm"), total, where, runner.reporter.note)
-    early = EarlyTermination(data.get("early_termination"), goal, runner.reporter.note)
-
-    client = MlflowClient(runner.mlflow_uri)
-    experiment = ensure_experiment(client, runner.experiment, runner.mlflow_uri)
-    parent = client.create_run(experiment, run_name=name, tags={"azureml.runType": "sweep",
-                                                                "azureml.runid": name})
-    # trial resources: distribution and resources come from the trial (or the sweep)
-    per_trial = max(1, int((trial_spec.get("resources") or data.get("resources") or {}).get("instance_count") or 1)
-                    * int((trial_spec.get("distribution") or {}).get("process_count_per_instance") or 1))
-    concurrency = int(limits.get("max_concurrent_trials") or total)
+        plan.problems.append(f"{where}: a sweep needs objective.primary_metric")
+    if sweep.trial.command is None:
+        plan.problems.append(f"{where}: the sweep's trial has no command")
+        return plan
+    total = int(sweep.limits.get("max_total_trials") or 1)
+    try:
+        trials = sample_plan(sweep.search_space, sweep.sampling, total, where, notes.append)
+    except JobgenError as exc:
+        plan.problems.append(exc.line())
+        return plan
+    resources = sweep.trial.resources or sweep.resources or {}
+    trial = sweep.trial
+    if not trial.resources and sweep.resources:
+        trial = Command(**dict(trial.__dict__, resources=sweep.resources))
+    per_trial = max(1, int(resources.get("instance_count") or 1)
+                    * int((trial.distribution or {}).get("process_count_per_instance") or 1))
+    concurrency = int(sweep.limits.get("max_concurrent_trials") or total)
     capped = max(1, min(concurrency, cores() // per_trial or 1))
     if capped < concurrency:
-        runner.reporter.note(f"note: {capped} trial(s) at a time here (max_concurrent_trials {concurrency}, "
-                             f"{cores()} cores, {per_trial} process(es) per trial)")
-    timeout = float(limits.get("timeout")) if limits.get("timeout") else None
-    trial_timeout = float(limits.get("trial_timeout")) if limits.get("trial_timeout") else None
+        notes.append(f"note: {capped} trial(s) at a time here (max_concurrent_trials {concurrency}, {cores()} cores, "
+                     f"{per_trial} process(es) per trial)")
+    parameters = {}
+    for index, params in enumerate(trials):
+        task = trial_task(planner, sweep, trial, index, params)
+        if task is not None:
+            plan.tasks.append(task)
+            parameters[task.id] = params
+    trial_timeout = sweep.limits.get("trial_timeout")
+    for task in plan.tasks:
+        if trial_timeout:
+            task.timeout = min(float(trial_timeout), task.timeout or float(trial_timeout))
+    plan.notes = notes
+    plan.sweep = SweepPlan(metric or "", goal, parameters, sweep.early_termination, capped,
+                           float(sweep.limits["timeout"]) if sweep.limits.get("timeout") else None, notes)
+    return plan
 
-    def make_task(index: int, params: dict[str, Any]) -> Task:
-        trial_name = f"{name}_{index}"
-        inputs_spec = {}
-        for key, value in (data.get("inputs") or {}).items():
-            if isinstance(value, str) and SEARCH.fullmatch(value.strip()):
-                value = params[SEARCH.fullmatch(value.strip()).group(1)]
-            inputs_spec[key] = value
-        inputs = bind_inputs(inputs_spec, runner.base, runner.catalog, f"{where}: inputs")
-        spec = dict(trial_spec)
-        spec["command"] = SEARCH.sub(lambda m: str(params[m.group(1)]), str(spec["command"]))
-        spec.setdefault("resources", data.get("resources"))
-        limits_trial = {"timeout": trial_timeout} if trial_timeout else None
-        if limits_trial:
-            spec["limits"] = limits_trial
-        task = runner.command_task(spec, runner.base, run_dir / f"trial_{index}", trial_name, f"trial {index}",
-                                   inputs=inputs,
-                                   outputs={n: run_dir / f"trial_{index}" / "outputs" / n
-                                            for n in (data.get("outputs") or {})})
-        run = client.create_run(experiment, run_name=trial_name,
-                                tags={"mlflow.parentRunId": parent.info.run_id, "azureml.runid": trial_name,
-                                      **{f"param.{k}": str(v) for k, v in params.items()}})
-        for key, value in params.items():
+
+def trial_task(planner, sweep, trial, index: int, params: dict[str, Any]):
+    """Trial ``index``: its inputs with ${{search_space.x}} replaced by the sampled values."""
+    where = f"{planner.where}: trial {index}"
+    ios = {}
+    for key, value in sweep.inputs.items():
+        if isinstance(value, str) and SEARCH.fullmatch(value.strip()):
+            value = params.get(SEARCH.fullmatch(value.strip()).group(1))
+        ios[key] = read_io(key, value)
+    inputs = planner.bind_inputs(ios, planner.base, f"{planner.where}: inputs")
+    spec = Command(**dict(trial.__dict__, command=SEARCH.sub(lambda m: str(params.get(m.group(1))),
+                                                             str(trial.command))))
+    run_dir = planner.run_dir / f"trial_{index}"
+    outputs, files = planner.output_slots(sweep.outputs, run_dir / "outputs", {})
+    task = planner.task(spec, planner.base, run_dir, f"trial_{index}", f"trial {index}", f"{planner.name}_{index}",
+                        inputs, outputs, files, where=where)
+    return task
+
+
+def run_sweep(ctx, plan, experiment: str, name: str) -> dict:
+    """Run the trials through the scheduler: each its own MLflow run (MLFLOW_RUN_ID, as Azure
+    sets it) under the sweep's parent run; the primary metric read back from MLflow while they
+    run (early termination) and at the end (the best trial)."""
+    from mlflow.tracking import MlflowClient
+
+    from .schedule import Hooks, Scheduler
+
+    sp = plan.sweep
+    client = MlflowClient(ctx.mlflow_uri)
+    experiment_id = ensure_experiment(client, experiment, ctx.mlflow_uri)
+    parent = client.create_run(experiment_id, run_name=name, tags={"azureml.runType": "sweep",
+                                                                   "azureml.runid": name})
+    early = EarlyTermination(sp.early_termination, sp.goal, ctx.reporter.note)
+    histories: dict[str, list[tuple[int, float]]] = {}
+    reasons: dict[str, str] = {}
+    rows: list[dict] = []
+
+    def before(task) -> None:
+        run = client.create_run(experiment_id, run_name=task.name,
+                                tags={"mlflow.parentRunId": parent.info.run_id, "azureml.runid": task.name,
+                                      **{f"param.{k}": str(v) for k, v in sp.parameters[task.id].items()}})
+        for key, value in sp.parameters[task.id].items():
             client.log_param(run.info.run_id, key, value)
         task.mlflow_run_id = run.info.run_id
-        return task
 
-    results: list[dict] = []
-    stops: dict[str, threading.Event] = {}
-    running: dict[Any, tuple[int, Task, dict]] = {}
-    reasons: dict[str, str] = {}
-    started = time.monotonic()
-    queue = list(enumerate(trials))
-    histories: dict[str, list[tuple[int, float]]] = {}
+    def history(task) -> list[tuple[int, float]]:
+        try:
+            found = sorted((int(m.step), float(m.value)) for m in client.get_metric_history(task.mlflow_run_id,
+                                                                                              sp.metric))
+        except Exception:  # noqa: BLE001 - a run being written
+            return histories.get(task.name, [])
+        histories[task.name] = found
+        return found
 
-    def poll_metrics() -> None:
-        for _, task, _ in list(running.values()):
-            try:
-                history = client.get_metric_history(task.mlflow_run_id, metric)
-            except Exception:  # noqa: BLE001 - a run being written
-                continue
-            histories[task.name] = sorted((int(m.step), float(m.value)) for m in history)
-        for _, task, _ in list(running.values()):
+    def poll(running, stops) -> None:
+        for task in running.values():
+            history(task)
+        for task in running.values():
             if task.name in reasons:
                 continue
             reason = early.should_stop(task.name, histories)
             if reason:
                 reasons[task.name] = reason
-                runner.reporter.note(f"[{task.label}] early termination: {reason}")
-                stops[task.name].set()
+                ctx.reporter.note(f"[{task.label}] early termination: {reason}")
+                stops[task.id].set()
 
-    with ThreadPoolExecutor(max_workers=capped) as pool:
-        while queue or running:
-            while queue and len(running) < capped and not runner.stop.is_set():
-                index, params = queue.pop(0)
-                task = make_task(index, params)
-                stops[task.name] = threading.Event()
-                future = pool.submit(execute, task, runner.reporter, stops[task.name], runner.mlflow_uri,
-                                     runner.launches)
-                running[future] = (index, task, params)
-            if runner.stop.is_set():
-                queue.clear()
-                for event in stops.values():
-                    event.set()
-            if timeout is not None and time.monotonic() - started > timeout:
-                runner.reporter.note(f"sweep time limit of {timeout:g} s reached")
-                queue.clear()
-                for event in stops.values():
-                    event.set()
-            done, _ = wait(list(running), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            poll_metrics()
-            for future in done:
-                index, task, params = running.pop(future)
-                result = future.result()
-                history = histories.get(task.name) or []
-                try:
-                    history = sorted((int(m.step), float(m.value))
-                                     for m in client.get_metric_history(task.mlflow_run_id, metric))
-                    histories[task.name] = history
-                except Exception:  # noqa: BLE001
-                    pass
-                status = result.outcome.status
-                if status == "Canceled" and task.name in reasons:
-                    status = "EarlyTerminated"
-                client.set_terminated(task.mlflow_run_id, "FINISHED" if status == "Completed" else "KILLED"
-                                      if status in ("Canceled", "EarlyTerminated") else "FAILED")
-                results.append({"name": task.name, "index": index, "parameters": params, "status": status,
-                                "metric": history[-1][1] if history else None, "run_dir": str(task.run_dir),
-                                "mlflow_run_id": task.mlflow_run_id, "reason": reasons.get(task.name)})
-    results.sort(key=lambda r: r["index"])
-    scored = [r for r in results if r["metric"] is not None and r["status"] in ("Completed", "EarlyTerminated")]
+    def after(task, result) -> None:
+        found = history(task)
+        status = result.outcome.status
+        if status == "Canceled" and task.name in reasons:
+            status = "EarlyTerminated"
+        client.set_terminated(task.mlflow_run_id, "FINISHED" if status == "Completed" else "KILLED"
+                              if status in ("Canceled", "EarlyTerminated") else "FAILED")
+        rows.append({"name": task.name, "index": int(task.id.split("_")[-1]), "parameters": sp.parameters[task.id],
+                     "status": status, "metric": found[-1][1] if found else None, "run_dir": str(task.run_dir),
+                     "mlflow_run_id": task.mlflow_run_id, "reason": reasons.get(task.name)})
+
+    hooks = Hooks(before=before, poll=poll, after=after,
+                  deadline=time.monotonic() + sp.timeout if sp.timeout else None,
+                  on_deadline=lambda: ctx.reporter.note(f"sweep time limit of {sp.timeout:g} s reached"))
+    Scheduler(ctx, concurrency=sp.concurrency, stop_on_failure=False, hooks=hooks, poll_seconds=POLL_SECONDS).run(
+        plan.tasks)
+    return _sweep_summary(ctx, client, parent, sp, sorted(rows, key=lambda r: r["index"]))
+
+
+def _sweep_summary(ctx, client, parent, sp: SweepPlan, rows: list[dict]) -> dict:
+    scored = [r for r in rows if r["metric"] is not None and r["status"] in ("Completed", "EarlyTerminated")]
     best = None
     if scored:
-        pick = max if goal != "minimize" else min
-        best_row = pick(scored, key=lambda r: r["metric"])
-        best = {"name": best_row["name"], "metric": metric, "value": best_row["metric"],
-                "parameters": best_row["parameters"], "run_dir": best_row["run_dir"]}
-        client.log_metric(parent.info.run_id, f"best_{metric}", best_row["metric"])
-        client.set_tag(parent.info.run_id, "best_child_run_id", best_row["mlflow_run_id"])
-    failed = [r for r in results if r["status"] in ("Failed", "TimedOut")]
-    if runner.stop.is_set():
-        status = "Canceled"
-    elif best is None:
-        status = "Failed"
-    else:
-        status = "Completed"
+        pick = max if sp.goal != "minimize" else min
+        row = pick(scored, key=lambda r: r["metric"])
+        best = {"name": row["name"], "metric": sp.metric, "value": row["metric"], "parameters": row["parameters"],
+                "run_dir": row["run_dir"]}
+        client.log_metric(parent.info.run_id, f"best_{sp.metric}", row["metric"])
+        client.set_tag(parent.info.run_id, "best_child_run_id", row["mlflow_run_id"])
+    failed = [r for r in rows if r["status"] in ("Failed", "TimedOut")]
+    status = "Canceled" if ctx.stop.is_set() else "Failed" if best is None else "Completed"
     client.set_terminated(parent.info.run_id, "FINISHED" if status == "Completed" else "FAILED")
-    summary = {"status": status, "trials": results, "best_trial": best, "outputs": {},
-               "message": (f"{len(failed)} of {len(results)} trials failed" if failed else "")}
+    summary = {"status": status, "trials": rows, "best_trial": best, "outputs": {},
+               "message": (f"{len(failed)} of {len(rows)} trials failed" if failed else "")}
     if best is None and status == "Failed":
-        summary["message"] = f"no trial logged the primary metric '{metric}'" + (
+        summary["message"] = f"no trial logged the primary metric '{sp.metric}'" + (
             f"; {len(failed)} trial(s) failed" if failed else "")
     return summary
 

@@ -1,11 +1,19 @@
 """One runnable unit (a command job, a pipeline step, a sweep trial): its run folder, code
-snapshot, bound inputs and outputs, environment, and the launch that runs it."""
+snapshot, bound inputs and outputs, environment, and the launch that runs it.
+
+The working directory is the code snapshot, with `./outputs` and `./logs` in it as Azure
+provides them; they are links to the unit's `artifacts/outputs` and `artifacts/logs`, which
+outlive the snapshot and are the unit's default `artifacts` output. Each unit runs in a fresh
+Python layer over the runner's interpreter (environments.py), so that what the job installs
+never reaches the runner's own packages.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,15 +22,17 @@ from typing import Any
 
 from ..errors import JobgenError
 from . import rundir
-from .binding import bind, literal
-from .catalog import Catalog
+from .binding import bind
+from .catalog import REMOTE, Catalog
 from .launch import Launch, Outcome, clean_environment
-from .mounts import BoundPath, Mount
+from .mlflowstore import artifact_root
+from .mounts import Mount
 from .progress import Reporter
 from .rundir import RunFolderError
 from .snapshot import snapshot
 
-DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable", "triton_model")
+DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable", "triton_model", "path")
+ARTIFACT_FOLDERS = ("outputs", "logs")
 
 
 @dataclass
@@ -41,17 +51,34 @@ class Task:
     experiment: str | None = None
     mlflow_run_id: str | None = None
     mount: Mount | None = None  # how the run folder appears to the command (shell-safe paths)
+    id: str = ""  # the unit's id in its plan ("train", "outer/inner", "trial_3")
+    deps: set[str] = field(default_factory=set)  # units whose outputs it reads
+    file_outputs: set[str] = field(default_factory=set)  # uri_file outputs: a file path, not a folder
+    environment: Any = None  # the environment the job asked for
+    environment_base: Path | None = None  # where its relative paths resolve
+    requirements: list[str] | None = None  # --env venv: the environment's pip list
+    services: dict | None = None
+    bound: str = ""  # the command with real paths bound (the plan shows it)
 
     @property
     def processes(self) -> int:
         kind = (self.distribution or {}).get("type")
+        if kind == "tensorflow":
+            return tensorflow_tasks(self.distribution, self.instance_count)
         per_node = int((self.distribution or {}).get("process_count_per_instance") or 1) if kind else 1
         return self.instance_count * per_node if kind else 1
 
     def describe(self) -> str:
         kind = (self.distribution or {}).get("type") or "no distribution"
+        if kind == "tensorflow":
+            return f"{self.processes} tensorflow task(s) with TF_CONFIG"
         per_node = (self.distribution or {}).get("process_count_per_instance") or 1
         return f"{self.instance_count} node(s) x {per_node if kind != 'no distribution' else 1} process(es), {kind}"
+
+
+def tensorflow_tasks(distribution: dict | None, nodes: int) -> int:
+    d = distribution or {}
+    return int(d.get("worker_count") or nodes) + int(d.get("parameter_server_count") or 0)
 
 
 @dataclass
@@ -66,32 +93,10 @@ def slug(text: str) -> str:
     return text[:80] or "job"
 
 
-def bind_inputs(spec: dict[str, Any] | None, base: Path, catalog: Catalog, where: str) -> dict[str, str]:
-    """A job's inputs as Azure binds them: literals through str(), data to local paths."""
-    out: dict[str, str] = {}
-    for name, value in (spec or {}).items():
-        if isinstance(value, dict):
-            kind = value.get("type")
-            path = value.get("path")
-            if kind in DATA_TYPES or path is not None:
-                if path is None:
-                    raise JobgenError(f"input '{name}' has no path", where=where)
-                out[name] = BoundPath(resolve_data(str(path), base, catalog, f"{where}: inputs.{name}"))
-            elif "default" in value:
-                out[name] = literal(value["default"])
-            elif value.get("value") is not None:
-                out[name] = literal(value["value"])
-        elif value is not None:
-            out[name] = literal(value)
-    return out
-
-
 def resolve_data(path: str, base: Path, catalog: Catalog, where: str) -> Path:
-    if path.startswith("azureml:"):
+    """A data input's path (local, azureml:<asset>, or a remote URI mapped by the catalog)."""
+    if path.startswith("azureml:") or REMOTE.match(path):
         return catalog.resolve(path, where)
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
-        raise JobgenError(f"data path {path!r} is remote; the local runner reads local files only", where=where,
-                          hint="download it and pass a local path, or register it in jobs/data.yml")
     target = (base / path).resolve()
     if not target.exists():
         raise JobgenError(f"data path {path!r} does not exist (resolved to {target})", where=where,
@@ -100,10 +105,11 @@ def resolve_data(path: str, base: Path, catalog: Catalog, where: str) -> Path:
 
 
 def prepare(task: Task) -> None:
-    """Run folder layout: code/ (snapshot), outputs/<name>/, user_logs/, run.json reserved.
-    Outputs already there are kept: running again in the same run folder resumes from what a
-    job left (its checkpoints), as a requeued Azure job finds its rw_mount outputs. Only a
-    folder inside a run folder (see rundir) is ever replaced here."""
+    """Run folder layout: code/ (snapshot, with ./outputs and ./logs), outputs/<name>/,
+    artifacts/, user_logs/, run.json reserved. Outputs and artifacts already there are kept:
+    running again in the same run folder resumes from what a job left (its checkpoints), as a
+    requeued Azure job finds its rw_mount outputs. Only a folder inside a run folder (see
+    rundir) is ever replaced here."""
     if not rundir.inside_run_folder(task.run_dir):
         raise RuntimeError(f"{task.run_dir} is not inside a run folder")  # the runner claims it first: a bug
     code_dir = task.run_dir / "code"
@@ -111,25 +117,46 @@ def prepare(task: Task) -> None:
         task.run_dir.mkdir(parents=True, exist_ok=True)
         rundir.reserve(task.run_dir / "run.json", json.dumps({"name": task.name, "status": "Preparing"}))
         if task.code is None:
-            code_dir.mkdir(exist_ok=True)
+            shutil.rmtree(code_dir, ignore_errors=True)
+            code_dir.mkdir()
     except OSError as exc:
         raise RunFolderError(f"cannot prepare the run folder: {exc.strerror}", where=str(task.run_dir),
                              hint="free disk space (df -h) or choose a --run-dir on another disk") from None
     if task.code is not None:
         snapshot(task.code, code_dir, skip=rundir.is_run_folder)
     try:
-        for folder in task.outputs.values():
-            folder.mkdir(parents=True, exist_ok=True)
+        for name, path in task.outputs.items():
+            (path.parent if name in task.file_outputs else path).mkdir(parents=True, exist_ok=True)
+        working_folders(task, code_dir)
     except OSError as exc:
         raise RunFolderError(f"cannot create the output folders: {exc.strerror}", where=str(task.run_dir),
                              hint="free disk space (df -h) or choose a --run-dir on another disk") from None
 
 
-def environment(task: Task, mlflow_uri: str) -> dict[str, str]:
-    env = clean_environment()
+def working_folders(task: Task, code_dir: Path) -> None:
+    """./outputs and ./logs in the working directory, as Azure provides them: links to the
+    unit's artifacts folder (what the code snapshot held there is moved in first)."""
+    artifacts = task.outputs.get("artifacts", task.run_dir / "artifacts")
+    for name in ARTIFACT_FOLDERS:
+        kept = artifacts / name
+        kept.mkdir(parents=True, exist_ok=True)
+        here = code_dir / name
+        if here.is_dir() and not here.is_symlink():
+            for item in here.iterdir():
+                shutil.move(str(item), str(kept / item.name))
+            here.rmdir()
+        if not here.is_symlink():
+            here.symlink_to(os.path.relpath(kept, code_dir), target_is_directory=True)
+
+
+def environment(task: Task, mlflow_uri: str, bin_dir: Path | None = None) -> dict[str, str]:
+    env = clean_environment(bin_dir=bin_dir)
     env.update({k: "" if v is None else str(v) for k, v in task.environment_variables.items()})
     env["AZUREML_RUN_ID"] = task.name
     env["MLFLOW_TRACKING_URI"] = mlflow_uri
+    root = artifact_root(mlflow_uri)
+    if root:
+        env["_MLFLOW_SERVER_ARTIFACT_ROOT"] = root
     if task.experiment:
         env["MLFLOW_EXPERIMENT_NAME"] = task.experiment
     if task.mlflow_run_id:
@@ -137,14 +164,18 @@ def environment(task: Task, mlflow_uri: str) -> dict[str, str]:
     return env
 
 
+def job_layer(task: Task):
+    """The unit's Python: a fresh layer over the runner's interpreter in its run folder."""
+    from .environments import layer
+
+    asked = task.environment if isinstance(task.environment, str) else "an inline environment" \
+        if task.environment else None
+    return layer(task.run_dir, asked, task.requirements)
+
+
 def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: str,
             launches: list[Launch] | None = None) -> TaskResult:
     outputs = {name: str(path) for name, path in task.outputs.items()}
-    try:
-        command = bind(task.command, task.inputs, outputs)
-    except KeyError as exc:
-        raise JobgenError(f"command uses ${{{{{exc.args[0]}}}}}, which this job does not have", where=task.label,
-                          hint="run 'python generator.py lint' on the file") from None
     try:
         prepare(task)
         mount = task.mount or Mount(task.run_dir)
@@ -152,9 +183,13 @@ def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: s
                                       for name, value in task.inputs.items()},
                        {name: mount.shown(path) for name, path in outputs.items()})
         (task.run_dir / "command.txt").write_text(command + "\n")
+        job_env = job_layer(task)
     except (RunFolderError, OSError) as exc:
         return _not_started(task, reporter, outputs, exc)
-    launch = Launch(name=task.label, command=command, cwd=task.run_dir / "code", env=environment(task, mlflow_uri),
+    except KeyError as exc:  # the plan binds every command first; a bug if it comes here
+        raise RuntimeError(f"{task.label}: unbound ${{{{{exc.args[0]}}}}}") from None
+    launch = Launch(name=task.label, command=command, cwd=task.run_dir / "code",
+                    env=environment(task, mlflow_uri, job_env.bin_dir),
                     logs=task.run_dir / "user_logs", instance_count=task.instance_count,
                     distribution=task.distribution,
                     on_line=lambda proc, line: reporter.proc_line(task.label, proc, line),
@@ -171,6 +206,10 @@ def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: s
     except BaseException:
         launch.kill()
         raise
+    return _finish(task, reporter, outcome, command, outputs)
+
+
+def _finish(task: Task, reporter: Reporter, outcome: Outcome, command: str, outputs: dict[str, str]) -> TaskResult:
     record = {"name": task.name, "status": outcome.status, "duration_s": round(outcome.duration, 3),
               "failed_rank": outcome.failed_rank, "exit_code": outcome.exit_code, "message": outcome.message,
               "command": command, "outputs": outputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
