@@ -6,17 +6,15 @@ pip configuration (it may name a local index; these tests must not depend on it)
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from helpers.wheels import make_wheel, tinypkg  # noqa: F401 - used by the tests below
 from jobgen.errors import JobgenError
 from jobgen.runner import environments
 from jobgen.runner.environments import conda_packages_of, layer, requirements_of, runner_site_dirs
@@ -30,34 +28,6 @@ def offline_pip(monkeypatch):
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
     monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-
-
-def make_wheel(folder: Path, name: str, version: str, module: str, script: str | None = None,
-               package: str | None = None) -> Path:
-    """A pure-Python wheel written as a zip: the package, METADATA, WHEEL, entry points, RECORD."""
-    info = f"{name}-{version}.dist-info"
-    files = {f"{package or name}/__init__.py": module,
-             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    if script:
-        files[f"{info}/entry_points.txt"] = f"[console_scripts]\n{script} = {name}:main\n"
-    record = [f"{path},sha256={_digest(text)},{len(text.encode())}" for path, text in files.items()]
-    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-    return wheel
-
-
-def _digest(text: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-
-
-def tinypkg(folder: Path, version: str = "1.0") -> Path:
-    module = f"VERSION = {version!r}\n\ndef main():\n    print('tinycli', VERSION)\n"
-    return make_wheel(folder, "tinypkg", version, module, script="tinycli")
 
 
 def job_env(env) -> dict[str, str]:
