@@ -174,6 +174,8 @@ def test_dry_run_plans_everything_and_refusals_name_every_problem(work):
                  "score": {"type": "parallel", "component": "./batch.yml"},
                  "spark": {"type": "spark", "component": "./spark.yml"},
                  "train": {"component": "azureml:trainer@latest"},
+                 "after": {"command": "cat ${{inputs.x}}/y", "environment": ENV,  # binds a refused step: nothing more
+                           "inputs": {"x": "${{parent.jobs.spark.outputs.out}}"}},
                  "read": {"command": "cat ${{inputs.d}}", "environment": ENV,
                           "inputs": {"d": {"type": "uri_file", "path": "https://example.invalid/x.csv"}}}}})
     dry = run(pipeline, "--dry-run", "--run-dir", work / "r")

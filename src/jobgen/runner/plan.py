@@ -196,6 +196,7 @@ class Planner:
             step = pipeline.steps[name]
             where = f"{scope.where}: jobs.{name}"
             tasks.extend(self.step_tasks(step, pipeline, scope, produced, where))
+            produced.setdefault(name, None)  # refused: its problem is said; steps that bind it say nothing more
         return tasks
 
     def step_order(self, pipeline: Pipeline, where: str) -> list[str]:
@@ -334,12 +335,15 @@ class Planner:
         if ref.scope == "parent" and ref.kind == "inputs" and not ref.step:
             if ref.name not in scope.inputs:
                 self.problem(f"binds ${{{{{ref.text}}}}} but the pipeline declares no input '{ref.name}'", where)
+                return UNRESOLVED
             return scope.inputs.get(ref.name)
         if ref.scope == "parent" and ref.step:
-            found = produced.get(ref.step, {}).get(ref.name)
+            if ref.step in produced and produced[ref.step] is None:
+                return UNRESOLVED  # that step was refused, and said so
+            found = (produced.get(ref.step) or {}).get(ref.name)
             if found is None:
                 self.problem(f"binds ${{{{{ref.text}}}}}, which no step of this pipeline produces", where)
-                return None
+                return UNRESOLVED
             path, _, ids = found
             deps.update(ids)
             return BoundPath(path)
