@@ -391,3 +391,13 @@ def test_sign_in_failures_are_told_apart(message, expected):
     for text in expected:
         assert text in line, line
     assert ("not logged in" in line) == ("not logged in" in expected[0])
+
+
+def test_serverless_pipeline_from_the_examples_creates_no_cluster(submit, fake):
+    """`default_compute: azureml:serverless` (cli/jobs/basics/hello-pipeline-serverless.yml) is Azure's
+    serverless compute, not a cluster named serverless for --ensure-compute to create."""
+    job = ROOT / "tests/corpus/azureml-examples/cli/jobs/basics/hello-pipeline-serverless.yml"
+    rc, out, err = submit(job, "--ensure-compute")
+    assert rc == 0, err
+    assert not fake.find("PUT", "/computes/") and "compute serverless" not in err
+    assert fake.job_body()["properties"]["jobType"] == "Pipeline"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import paths
+from .azml.model import compute_names
 from .errors import JobgenError
 
 ARM_PREFIX = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
@@ -427,21 +428,6 @@ def dry_run_body(entity, ws: Workspace | None, path: Path) -> dict:
     return body
 
 
-def _compute_names(kind: str, data: dict) -> list[str]:
-    refs = []
-    if kind == "pipeline_job":
-        refs.append((data.get("settings") or {}).get("default_compute"))
-        refs += [(node or {}).get("compute") for node in (data.get("jobs") or {}).values()]
-    refs.append(data.get("compute"))
-    names = []
-    for ref in refs:
-        if isinstance(ref, str) and ref and ref not in ("local", "serverless"):
-            name = ref.split("/")[-1].removeprefix("azureml:")
-            if name not in names:
-                names.append(name)
-    return names
-
-
 def _sibling_yaml(folder: Path, kind: str, name: str | None = None) -> Path | None:
     from .lint.checks import _load_plain, detect_kind
 
@@ -544,10 +530,10 @@ def _display_sibling(path: Path, kind: str) -> str:
 
 def _submit_job(client, entity, kind, data, path, options, say, out, context) -> int:
     if options.ensure_compute:
-        for name in _compute_names(kind, data):
+        for name in compute_names(data):
             context["compute"] = name
             ensure_compute(client, name, path, say)
-    names = _compute_names(kind, data)
+    names = compute_names(data)
     context["compute"] = names[0] if names else "?"
     created = client.jobs.create_or_update(entity)
     name = created.name
