@@ -165,6 +165,18 @@ def test_a_jobs_pip_install_goes_to_its_layer_not_to_the_runner(work):
     assert not list(Path(sys.prefix).rglob("tinypkg*"))
 
 
+def test_a_program_the_image_would_provide_is_named_when_missing(work):
+    """cli/jobs/single-step/julia/iris/job.yml runs `julia`, which its image has and this machine has not."""
+    job = write(work / "julia.yml", {"$schema": f"{SCHEMA}commandJob.schema.json", "type": "command",
+                                     "environment": ENV, "compute": "azureml:cpu",
+                                     "command": "jobgen-no-such-program -e 'include(\"run.jl\")'"})
+    result = run(job, "--json", "--no-lint")
+    body = json.loads(result.stdout)
+    assert result.returncode == 1 and body["status"] == "Failed"
+    assert "jobgen-no-such-program is not installed on this machine" in body["message"]
+    assert "environment image provides it" in body["message"]
+
+
 # ------------------------------------------------------------------ the plan
 
 def test_dry_run_plans_everything_and_refusals_name_every_problem(work):

@@ -430,6 +430,7 @@ class Launch:
             status = "Failed"
         if status == "Failed" and failure is not None:
             message = f"rank {failure.rank} (node {failure.node}) failed first, exit code {failure.exit_code}"
+            message += missing_program(failure.exit_code, tail_of(failure.log, lines=5))
         elif status == "Failed":
             message = message or "mpirun failed before any rank ended; see system_logs/mpirun.txt"
         for proc in self.procs:
@@ -460,6 +461,16 @@ class Launch:
     def kill(self) -> None:
         """Leave nothing behind (Ctrl-C, SIGTERM, errors)."""
         self.tree.stop(grace=1.0)
+
+
+def missing_program(exit_code: int | None, tail: str) -> str:
+    """Exit 127 is the shell's "command not found": on Azure the job's image provides the program
+    (julia, Rscript, papermill, nvidia-smi); here it runs on this machine, which lacks it."""
+    found = re.search(r"(?:^|\s)([^\s:]+): (?:command )?not found", tail) if exit_code == 127 else None
+    if found is None:
+        return ""
+    return (f" ({found.group(1)} is not installed on this machine: on Azure the job's environment image "
+            "provides it; install it here, or run the job on Azure)")
 
 
 def tail_of(log: Path, lines: int = 25, window: int = 256 * 1024) -> str:
