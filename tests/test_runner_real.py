@@ -179,6 +179,17 @@ def test_a_program_the_image_would_provide_is_named_when_missing(work):
 
 # ------------------------------------------------------------------ the plan
 
+def test_ray_is_refused_with_what_to_do(work):
+    job = write(work / "ray.yml", {"$schema": f"{SCHEMA}commandJob.schema.json", "type": "command", "environment": ENV,
+                                   "compute": "azureml:cpu", "command": "python -c 'import ray'",
+                                   "distribution": {"type": "ray", "include_dashboard": True},
+                                   "resources": {"instance_count": 2}})
+    body = json.loads(run(job, "--dry-run", "--json").stdout)
+    assert body["status"] == "Refused" and len(body["problems"]) == 1
+    assert "distribution ray needs the Ray cluster Azure starts" in body["problems"][0]
+    assert "hint: submit it to Azure" in body["problems"][0]
+
+
 def test_dry_run_plans_everything_and_refusals_name_every_problem(work):
     pipeline = write(work / "pipeline.yml", {
         "$schema": f"{SCHEMA}pipelineJob.schema.json", "type": "pipeline",

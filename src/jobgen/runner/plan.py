@@ -101,8 +101,9 @@ class Planner:
         code = self.code_path(spec.code, base, where)
         dist = spec.distribution
         if dist and str(dist.get("type", "")).lower() == "ray":
-            self.problem("distribution ray needs a Ray cluster, which Azure starts on its nodes; it is not run here",
-                         where)
+            self.problem("distribution ray needs the Ray cluster Azure starts on its nodes, and none is started here "
+                         "(hint: submit it to Azure; to try the script here, drop the distribution: ray.init() "
+                         "then starts a one-machine Ray if ray is installed)", where)
         if spec.command is None:
             self.problem("has no command", where)
             return None
