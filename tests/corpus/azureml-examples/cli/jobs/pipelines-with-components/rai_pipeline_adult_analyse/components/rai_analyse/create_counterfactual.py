@@ -1,0 +1,1 @@
+# placeholder: the example's script is not copied
