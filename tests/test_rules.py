@@ -345,6 +345,18 @@ def test_every_rule_has_a_table_row():
     assert sorted(RULES) == sorted(CASES)
 
 
+def test_file_prefixed_paths_are_local_paths(tmp_path):
+    """azure-ai-ml reads file:./x (and the examples' file://data) as local paths: lint checks them too."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "MLTable").write_text("paths:\n  - file: ./x.csv\n")
+    for path, found in (("file:./nope", True), ("file://nope", True), ("file://data", False), ("file:data", False)):
+        (tmp_path / "job.yml").write_text(JOB + f"inputs:\n  data: {{type: mltable, path: '{path}'}}\n")
+        missing = [d for d in lint_paths([tmp_path / "job.yml"], azure=False) if d.rule == "JG043"]
+        assert bool(missing) == found, (path, missing)
+        if found:
+            assert missing[0].line == 7 and "does not exist" in missing[0].message
+
+
 def test_a_disable_comment_silences_a_rule_for_a_line_or_the_file(tmp_path):
     text = JOB + "inputs:\n  path: 1  # jobgen: disable=JG041\n  home: 2\n"
     (tmp_path / "job.yml").write_text(text)

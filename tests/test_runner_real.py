@@ -179,6 +179,21 @@ def test_a_program_the_image_would_provide_is_named_when_missing(work):
 
 # ------------------------------------------------------------------ the plan
 
+def test_file_prefixed_local_paths_resolve(work):
+    """pipelines-with-components/basics/4e_mltable_input/pipeline.yml gives its mltable as `file://data`."""
+    example = Path(__file__).parent / "corpus/azureml-examples/cli/jobs/pipelines-with-components/basics/4e_mltable_input"
+    plan = json.loads(run(example / "pipeline.yml", "--dry-run", "--json").stdout)
+    assert plan["status"] == "Planned", plan.get("problems")
+    assert str(example / "data") in plan["units"][0]["command"]
+    (work / "d").mkdir()
+    for given in ("file:./d", "file:d", f"file://{work / 'd'}"):
+        job = write(work / "job.yml", {"$schema": f"{SCHEMA}commandJob.schema.json", "type": "command", "environment": ENV,
+                                       "compute": "azureml:cpu", "command": "ls ${{inputs.d}}",
+                                       "inputs": {"d": {"type": "uri_folder", "path": given}}})
+        plan = json.loads(run(job, "--dry-run", "--json").stdout)
+        assert plan["status"] == "Planned" and plan["units"][0]["command"] == f"ls {work / 'd'}", given
+
+
 def test_ray_is_refused_with_what_to_do(work):
     job = write(work / "ray.yml", {"$schema": f"{SCHEMA}commandJob.schema.json", "type": "command", "environment": ENV,
                                    "compute": "azureml:cpu", "command": "python -c 'import ray'",

@@ -58,3 +58,19 @@ def only(text: object) -> Ref | None:
         return None
     match = REF.fullmatch(text.strip())
     return parse(match.group(1)) if match else None
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def local_path(text: object) -> str | None:
+    """A local path as azure-ai-ml reads one - ``./data``, ``data``, ``/abs``, ``file:./data``, ``file://data``
+    (as the examples write it; ``file:///abs`` is absolute) - without its prefix; None for assets
+    (``azureml:``), URIs and anything that is not a string."""
+    if not isinstance(text, str) or not text:
+        return None
+    if text.startswith("file://"):
+        return text[len("file://"):] or None
+    if text.startswith("file:"):
+        return text[len("file:"):] or None
+    return None if _SCHEME.match(text) else text

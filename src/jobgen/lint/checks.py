@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import secretscan, vmsizes
-from ..azml import kinds
+from ..azml import kinds, refs
 from ..azml.commands import launcher_of, local_rank_from_rank, per_node_workers, script_of
 from ..azml.refs import OLD_OPTIONAL, OPTIONAL_SEGMENT, REF
 from ..runner.snapshot import LINK_HINT, code_files_cached
@@ -234,12 +234,9 @@ class Checker:
 
     # -------------------------------------------------------------- code
     def code(self, ypath: tuple, code: Any) -> Path | None:
-        if code is None or not _is_local(code) or has_placeholder(code):
+        if refs.local_path(code) is None or has_placeholder(code):
             return None
-        if not isinstance(code, str):
-            self.report(R.CODE_MISSING, ypath, "code must be a path", "e.g. code: ./src")
-            return None
-        folder = (self.base / code).resolve()
+        folder = (self.base / refs.local_path(code)).resolve()
         if not folder.exists():
             self.report(R.CODE_MISSING, ypath, f"code folder '{code}' does not exist (resolved to {folder})",
                         "paths are relative to the YAML file's folder")
@@ -316,9 +313,10 @@ class Checker:
         return inputs
 
     def local_path(self, ypath: tuple, name: str, path: Any, kind: Any) -> None:
-        if not (isinstance(path, str) and path and _is_local(path)) or has_placeholder(path) or REF.search(path):
+        local = refs.local_path(path)
+        if local is None or has_placeholder(path) or REF.search(path):
             return
-        target = (self.base / path).resolve()
+        target = (self.base / local).resolve()
         if not target.exists():
             self.report(R.INPUT_PATH_MISSING, ypath, f"input '{name}' path '{path}' does not exist (resolved to "
                         f"{target})", "paths are relative to the YAML file's folder")
@@ -861,10 +859,10 @@ class Checker:
             return None
         if ypath is not None:
             self.reference(ypath, ref)
-        if ref.startswith("file:"):
-            ref = ref[len("file:"):]
-        if not _is_local(ref):
+        local = refs.local_path(ref)
+        if local is None:
             return None
+        ref = local
         target = (self.base / ref).resolve()
         target = self.overlay.get(target, target)  # rendered in the same batch, not written yet
         if not target.is_file():
@@ -954,8 +952,8 @@ class Checker:
             self.report(R.ENV_IMAGE, (), "an environment needs an image (or a build context)",
                         "image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest")
         conda = d.get("conda_file")
-        if isinstance(conda, str) and _is_local(conda) and not has_placeholder(conda):
-            target = (self.base / conda).resolve()
+        if refs.local_path(conda) is not None and not has_placeholder(conda):
+            target = (self.base / refs.local_path(conda)).resolve()
             if not target.is_file():
                 self.report(R.CONDA_MISSING, ("conda_file",), f"conda file '{conda}' does not exist (resolved to "
                             f"{target})", "paths are relative to the YAML file's folder")
@@ -965,8 +963,8 @@ class Checker:
             self.onnxruntime_builds(("conda_file",), _pip_list(conda), "conda_file")
         build = d.get("build") if isinstance(d.get("build"), dict) else None
         context = build.get("path") if build else None
-        if isinstance(context, str) and _is_local(context) and not has_placeholder(context):
-            folder = (self.base / context).resolve()
+        if refs.local_path(context) is not None and not has_placeholder(context):
+            folder = (self.base / refs.local_path(context)).resolve()
             dockerfile = str(build.get("dockerfile_path") or "Dockerfile")
             if not folder.is_dir():
                 self.report(R.BUILD_CONTEXT, ("build", "path"), f"build context '{context}' does not exist "
@@ -1026,8 +1024,8 @@ class Checker:
             self.report(R.SCORING_SCRIPT, ("code_configuration", "scoring_script"), f"scoring script '{script}' is "
                         f"not in {code_dir}", "fix scoring_script or code")
         model = d.get("model")
-        if isinstance(model, str) and _is_local(model) and not has_placeholder(model) \
-                and not (self.base / model).exists():
+        if refs.local_path(model) is not None and not has_placeholder(model) \
+                and not (self.base / refs.local_path(model)).exists():
             self.report(R.SCORING_SCRIPT, ("model",), f"model path '{model}' does not exist", "or reference a "
                         "registered model: azureml:<name>:<version>")
         self.reference(("model",), model)
@@ -1049,8 +1047,8 @@ class Checker:
         self.preview_keys()
         self.url(("path",), d.get("path"))
         path = d.get("path")
-        if isinstance(path, str) and _is_local(path) and not has_placeholder(path):
-            target = (self.base / path).resolve()
+        if refs.local_path(path) is not None and not has_placeholder(path):
+            target = (self.base / refs.local_path(path)).resolve()
             if not target.exists():
                 self.report(R.DATA_PATH, ("path",), f"data path '{path}' does not exist (resolved to {target})",
                             "paths are relative to the YAML file's folder")

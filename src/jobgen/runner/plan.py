@@ -129,10 +129,11 @@ class Planner:
     def code_path(self, code: Any, base: Path, where: str) -> Path | None:
         if code is None:
             return None
-        if not isinstance(code, str) or code.startswith(("azureml:", "http", "git+")):
+        local = refs.local_path(code)
+        if local is None:
             self.problem(f"code {code!r} is not a local folder (hint: give a local path)", where)
             return None
-        target = (base / code.removeprefix("file:")).resolve()
+        target = (base / local).resolve()
         if not target.exists():
             self.problem(f"code path {code} does not exist (resolved to {target}) (hint: paths are relative to "
                          "the YAML file's folder)", where)
@@ -280,7 +281,7 @@ class Planner:
             if ref.startswith("azureml:"):
                 path = self.catalog.component(ref, where)
             else:
-                path = (base / ref.removeprefix("file:")).resolve()
+                path = (base / (refs.local_path(ref) or ref)).resolve()
                 if not path.is_file():
                     raise JobgenError(f"component file {path} does not exist",
                                       hint="paths are relative to the pipeline file's folder")

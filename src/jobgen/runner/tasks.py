@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..azml import refs
 from ..errors import JobgenError
 from . import rundir
 from .binding import bind
@@ -97,7 +98,7 @@ def resolve_data(path: str, base: Path, catalog: Catalog, where: str) -> Path:
     """A data input's path (local, azureml:<asset>, or a remote URI mapped by the catalog)."""
     if path.startswith("azureml:") or REMOTE.match(path):
         return catalog.resolve(path, where)
-    target = (base / path).resolve()
+    target = (base / (refs.local_path(path) or path)).resolve()
     if not target.exists():
         raise JobgenError(f"data path {path!r} does not exist (resolved to {target})", where=where,
                           hint="paths are relative to the YAML file's folder")
