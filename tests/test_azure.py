@@ -401,3 +401,14 @@ def test_serverless_pipeline_from_the_examples_creates_no_cluster(submit, fake):
     assert rc == 0, err
     assert not fake.find("PUT", "/computes/") and "compute serverless" not in err
     assert fake.job_body()["properties"]["jobType"] == "Pipeline"
+
+
+def test_a_job_named_by_an_editor_schema_comment_is_submitted(submit, fake, tmp_path):
+    """Files written in VS Code often carry `# yaml-language-server: $schema=...` instead of a $schema key;
+    lint reads it, and so must submit."""
+    job = tmp_path / "job.yml"
+    job.write_text("# yaml-language-server: $schema=https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+                   "command: echo hello\nenvironment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest\n")
+    rc, out, err = submit(job)
+    assert rc == 0, err
+    assert fake.job_body()["properties"]["jobType"] == "Command"

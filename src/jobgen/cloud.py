@@ -352,10 +352,11 @@ def _overrides(sets: list[str]) -> list[dict[str, Any]]:
 
 def detect(path: Path) -> tuple[str, dict]:
     from .lint.checks import detect_kind
-    from .yamlio import load_file
+    from .yamlio import load_located, read_text
 
-    data = load_file(path).data
-    kind = detect_kind(data)
+    text = read_text(path)
+    data = load_located(text, str(path)).data
+    kind = detect_kind(data, text)  # $schema, or an editor's "# yaml-language-server: $schema=" line
     if kind not in SUBMITTABLE:
         raise JobgenError(f"cannot submit a {kind or 'file that is not Azure ML YAML'}", where=paths.display(path),
                           hint="submit a job, pipeline, sweep, environment, compute, data asset, component, endpoint "
