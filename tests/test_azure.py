@@ -403,12 +403,16 @@ def test_serverless_pipeline_from_the_examples_creates_no_cluster(submit, fake):
     assert fake.job_body()["properties"]["jobType"] == "Pipeline"
 
 
-def test_a_job_named_by_an_editor_schema_comment_is_submitted(submit, fake, tmp_path):
+def test_a_file_named_by_an_editor_schema_comment_is_submittable(tmp_path):
     """Files written in VS Code often carry `# yaml-language-server: $schema=...` instead of a $schema key;
-    lint reads it, and so must submit."""
-    job = tmp_path / "job.yml"
-    job.write_text("# yaml-language-server: $schema=https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
-                   "command: echo hello\nenvironment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest\n")
-    rc, out, err = submit(job)
-    assert rc == 0, err
-    assert fake.job_body()["properties"]["jobType"] == "Command"
+    lint reads it, and so must submit (a data asset without type: has no other sign of its kind)."""
+    from jobgen import cloud
+    from jobgen.errors import JobgenError
+
+    asset = tmp_path / "data.yml"
+    asset.write_text("name: penguins\nversion: '1'\npath: ./penguins.csv\n")
+    with pytest.raises(JobgenError, match="not Azure ML YAML"):
+        cloud.detect(asset)
+    asset.write_text("# yaml-language-server: $schema=https://azuremlschemas.azureedge.net/latest/data.schema.json\n"
+                     + asset.read_text())
+    assert cloud.detect(asset)[0] == "data"
