@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -113,12 +114,26 @@ def test_stream_exits_zero_only_when_the_job_completes(submit, fake, final, expe
 
 def test_ctrl_c_while_streaming_leaves_the_job_running(submit, fake):
     fake.status_sequence = ("Queued",) + ("Running",) * 50
-    timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+    streaming, done = threading.Event(), threading.Event()
+
+    def ctrl_c_once_streaming():  # while the job is followed, not at a fixed time after the start
+        while not done.is_set() and not fake.find("GET", "/details"):
+            time.sleep(0.05)
+        if not done.is_set():
+            streaming.set()
+            os.kill(os.getpid(), signal.SIGINT)
+
+    # A shell starts background commands with SIGINT ignored (make test &): Python then never raises
+    # KeyboardInterrupt, and the test followed 50 Running polls until its timeout. Ctrl-C as a terminal has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    thread = threading.Thread(target=ctrl_c_once_streaming, daemon=True)
+    thread.start()
     try:
         rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute", "--stream")
     finally:
-        timer.cancel()
+        done.set()
+        signal.signal(signal.SIGINT, previous)
+    assert streaming.is_set(), "the job was never followed"
     name = list(fake.jobs)[-1]
     assert rc == 130
     assert f"az ml job cancel -n {name}" in err and "keeps running" in err
