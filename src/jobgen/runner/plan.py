@@ -231,7 +231,7 @@ class Planner:
 
     def step_tasks(self, step: Step, pipeline: Pipeline, scope: _Scope, produced: dict, where: str) -> list[Task]:
         if step.kind in AZURE_ONLY_STEPS:
-            self.problem(f"step '{step.name}' is a {step.kind} step: {AZURE_ONLY_STEPS[step.kind]}; it runs only on "
+            self.problem(f"step '{step.name}' is {_article(step.kind)} {step.kind} step: {AZURE_ONLY_STEPS[step.kind]}; it runs only on "
                          "Azure (hint: submit the pipeline, or run its command steps as their own jobs here)", where)
             return []
         used = self.step_body(step, pipeline.base, where)
@@ -304,7 +304,7 @@ class Planner:
         if kind in ("command_component", "command_job") or data.get("type") in (None, "command"):
             return model.read_command(data, base)
         step_kind = str(data.get("type"))
-        self.problem(f"its component is a {step_kind} component: "
+        self.problem(f"its component is {_article(step_kind)} {step_kind} component: "
                      f"{AZURE_ONLY_STEPS.get(step_kind, 'it has no runtime here')}; it runs only on Azure", where)
         return None
 
@@ -370,6 +370,10 @@ class Planner:
                 if ref.name in scope.output_files:
                     files.add(name)
         return bound, files
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeio" else "a"
 
 
 def _whole(value: Any, default: int) -> int:
