@@ -26,17 +26,23 @@ def _job_documents():
     return docs
 
 
-def test_reused_validation_schema_finds_what_a_fresh_one_finds(monkeypatch):
-    docs = _job_documents()
-    assert len(docs) >= 10
+def _same_with_reused_schemas(docs, monkeypatch) -> list:
+    """azure-ai-ml's findings with a fresh schema per document, and the same with reused ones: twice,
+    in opposite orders, so every document meets a schema last used for another folder."""
     monkeypatch.setattr(az, "REUSE_SCHEMAS", False)
     fresh = [[d.format() for d in az.second_opinion(doc)] for doc in docs]
     monkeypatch.setattr(az, "REUSE_SCHEMAS", True)
     az._SCHEMAS.clear()
-    # twice, in opposite orders, so every document meets a schema last used for another folder
     forward = [[d.format() for d in az.second_opinion(doc)] for doc in docs]
     backward = [[d.format() for d in az.second_opinion(doc)] for doc in reversed(docs)][::-1]
     assert forward == fresh and backward == fresh
+    return fresh
+
+
+def test_reused_validation_schema_finds_what_a_fresh_one_finds(monkeypatch):
+    docs = _job_documents()
+    assert len(docs) >= 10
+    _same_with_reused_schemas(docs, monkeypatch)
 
 
 def test_azure_findings_have_our_format_and_the_right_line(tmp_path):
@@ -82,11 +88,5 @@ def test_reused_schemas_for_pipeline_steps_find_what_fresh_ones_find(monkeypatch
             docs.append(Document(path.resolve(), text, located=located, kind="pipeline_job"))
     docs = docs[:16]
     assert len(docs) >= 10
-    monkeypatch.setattr(az, "REUSE_SCHEMAS", False)
-    fresh = [[d.format() for d in az.second_opinion(doc)] for doc in docs]
-    monkeypatch.setattr(az, "REUSE_SCHEMAS", True)
-    az._SCHEMAS.clear()
-    forward = [[d.format() for d in az.second_opinion(doc)] for doc in docs]
-    backward = [[d.format() for d in az.second_opinion(doc)] for doc in reversed(docs)][::-1]
-    assert forward == fresh and backward == fresh
+    fresh = _same_with_reused_schemas(docs, monkeypatch)
     assert any(fresh), "no finding at all: the comparison would prove little"
