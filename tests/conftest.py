@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# lint's cache of azure-ai-ml verdicts (lint/cache.py): one of the test session's own, never the user's.
+_LINT_CACHE = tempfile.mkdtemp(prefix="jobgen-test-lint-cache-")
+os.environ["JOBGEN_LINT_CACHE"] = _LINT_CACHE
 
 
 # Test tiers. `make test` runs everything; `make test-fast` (pytest -m "not full") runs what needs no
@@ -33,6 +38,10 @@ def _has(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_LINT_CACHE, ignore_errors=True)
 
 
 def pytest_addoption(parser):

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "path:line: error|warning: message (hint: ...). Exit 0 without errors, 1 with.")
     lint.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     lint.add_argument("--no-azure", action="store_true", help="skip azure-ai-ml's second opinion (faster)")
+    lint.add_argument("--no-cache", action="store_true",
+                      help="judge every file with azure-ai-ml again instead of reusing its verdict on files that "
+                           "did not change (kept in ~/.cache/jobgen/lint; JOBGEN_LINT_CACHE=off does the same)")
     lint.add_argument("--disable", action="append", default=[], metavar="ID[,ID]",
                       help="silence a rule (repeatable); in a file, a '# jobgen: disable=ID' comment does the same "
                            "(on its own line: the whole file; at the end of a line: that line)")
@@ -426,6 +429,10 @@ def cmd_lint(args: argparse.Namespace) -> int:
     if not files:
         raise JobgenError("no YAML files found", where=" ".join(map(str, args.paths)),
                           hint="pass .yml/.yaml files or folders that hold them")
+    if args.no_cache:
+        from .lint import cache
+
+        cache.disable()
     diagnostics = lint_paths(args.paths, azure=not args.no_azure, disable=disable)
     for d in diagnostics:
         print(d.format())

@@ -112,33 +112,51 @@ _PENDING: list[tuple[Document, dict]] = []  # what forked workers read (inherite
 
 
 def _second_opinions(docs: list[Document], overlay: dict[Path, Path]) -> None:
-    """azure-ai-ml's verdict on each document, on every core when there are many (it is most of
-    the time lint takes: azure-ai-ml builds its marshmallow schemas again for every file)."""
-    from .azure import prepare, second_opinion
+    """azure-ai-ml's verdict on each document: from the cache (lint/cache.py) when neither the file
+    nor what it depends on changed, else judged now, on every core when there are many (judging is
+    most of the time lint takes: azure-ai-ml builds its marshmallow schemas again for every file)."""
+    from . import cache
+    from .azure import _with_overlay
 
-    prepare()  # import azure-ai-ml once, before forking
-    workers = min(len(docs) // 8, len(os.sched_getaffinity(0)))
-    if len(docs) < PARALLEL_FROM or workers < 2:
-        results = [second_opinion(doc, overlay) for doc in docs]
-    else:
-        import multiprocessing
+    texts = [_with_overlay(doc, overlay) for doc in docs]
+    results: list[list[Diagnostic] | None] = [cache.lookup(doc, text) for doc, text in zip(docs, texts)]
+    todo = [i for i, found in enumerate(results) if found is None]
+    if todo:
+        from .azure import prepare
 
-        _PENDING[:] = [(doc, overlay) for doc in docs]
+        prepare()  # import azure-ai-ml once, before forking
+        workers = min(len(todo) // 8, len(os.sched_getaffinity(0)))
+        _PENDING[:] = [(docs[i], overlay) for i in todo]
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.map(_opinion, range(len(docs)), chunksize=4)
+            if len(todo) < PARALLEL_FROM or workers < 2:
+                judged = [_opinion(n) for n in range(len(todo))]
+            else:
+                import multiprocessing
+
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    judged = pool.map(_opinion, range(len(todo)), chunksize=4)
         finally:
             _PENDING.clear()
+        for i, (found, opened) in zip(todo, judged):
+            results[i] = found
+            cache.store(docs[i], texts[i], found, opened)
     for doc, found in zip(docs, results):
         own = {d.line for d in doc.diagnostics if d.severity == ERROR or d.rule == R.PLACEHOLDER.id}
-        doc.diagnostics.extend(d for d in found if d.line not in own)  # we already said what is wrong there
+        doc.diagnostics.extend(d for d in found or () if d.line not in own)  # we already said what is wrong there
 
 
-def _opinion(index: int) -> list[Diagnostic]:
+def _opinion(index: int) -> tuple[list[Diagnostic], list[str]]:
+    """azure-ai-ml's verdict on the index-th pending document, and the files it read to reach it."""
+    from . import cache
     from .azure import second_opinion
 
     doc, overlay = _PENDING[index]
-    return second_opinion(doc, overlay)
+    cache.start_recording()
+    try:
+        found = second_opinion(doc, overlay)
+    finally:
+        opened = cache.stop_recording()
+    return found, opened
 
 
 _CHECKS = {

@@ -46,13 +46,68 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _ignore_matcher(root: Path) -> Callable[[Path], bool] | None:
+    """``is_file_excluded`` of the ignore file azure-ai-ml would use for ``root`` (its
+    ``get_ignore_file``), or None when the folder has none."""
     for name in IGNORE_FILES:
         if (root / name).is_file():
-            from azure.ai.ml._utils._asset_utils import get_ignore_file  # only when there is a file to read
-
-            ignore = get_ignore_file(root)
-            return lambda real: ignore.is_file_excluded(real.as_posix())
+            return IgnoreRules(root / name).excluded
     return None
+
+
+class IgnoreRules:
+    """azure-ai-ml's ``IgnoreFile.is_file_excluded`` (``_utils/_asset_utils.py``) over its own
+    gitwildmatch patterns (``_utils/_pathspec.py``): the lines of the file, each a pattern; a
+    path relative to the file's folder is excluded when the last pattern that matches it
+    excludes. The pattern module is loaded from its file, as it needs only the standard library:
+    importing it by name would run azure-ai-ml's package ``__init__`` first (over a second, on
+    every lint and run of a job whose code folder has a .gitignore)."""
+
+    def __init__(self, path: Path):
+        module = _pathspec_module()
+        self.base = path.parent
+        with open(path, "r", encoding="utf-8-sig") as fh:  # DefaultOpenEncoding.READ
+            lines = [line.rstrip() for line in fh if line]
+        self.normalize = module.normalize_file
+        self.patterns = [module.GitWildMatchPattern(line) for line in lines]
+
+    def excluded(self, real: Path) -> bool:
+        if not self.patterns:
+            return False
+        relative = os.path.relpath(Path(real).absolute(), self.base)
+        norm = self.normalize(relative)
+        matched = False
+        for pattern in self.patterns:
+            if pattern.include is not None and pattern.match_file(norm) is not None:
+                matched = pattern.include
+        return bool(matched)
+
+
+@lru_cache(maxsize=1)
+def _pathspec_module():
+    import importlib.util
+    import sys
+
+    name = "jobgen._azure_ai_ml_pathspec"
+    if name in sys.modules:
+        return sys.modules[name]
+    azure = importlib.util.find_spec("azure")  # a namespace package: finding it runs nothing
+    for base in (azure.submodule_search_locations or []) if azure else []:
+        path = Path(base) / "ai" / "ml" / "_utils" / "_pathspec.py"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                break
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception:  # pragma: no cover - another azure-ai-ml layout: import it whole
+                del sys.modules[name]
+                break
+            return module
+    from azure.ai.ml._utils import _pathspec
+
+    return _pathspec
 
 
 def code_files(code: Path, skip: Callable[[Path], bool] | None = None, limit: int | None = None) -> CodeFiles:
