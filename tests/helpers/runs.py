@@ -86,8 +86,8 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> str:
         tree = [proc.pid]
     if sig == signal.SIGKILL:
         targets = tree
-    else:
-        targets = tree[1:] or tree  # SIGTERM goes to the workers, as Azure's preemption reaches every process
+    else:  # SIGTERM goes to every process but the launcher, as Azure's preemption reaches the workers
+        targets = [pid for pid in tree if not _is_launcher(pid)] or tree
     for pid in targets:
         try:
             os.kill(pid, sig)
@@ -95,6 +95,18 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> str:
             pass
     out, _ = proc.communicate(timeout=120)
     return out
+
+
+def _is_launcher(pid: int) -> bool:
+    """torchrun or mpirun, which pass a signal on to the workers themselves; not a worker, nor the
+    trainer's own MLflow tracking process."""
+    import psutil
+
+    try:
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+    return any(name in cmdline for name in ("torchrun", "torch.distributed.run", "mpirun", "prterun"))
 
 
 def weights(model_dir: Path) -> dict:

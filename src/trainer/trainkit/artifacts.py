@@ -3,80 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 from .errors import TrainError
+from .files import atomic_write_bytes, atomic_write_text, remove_stale_temps  # noqa: F401 - used by engine
+from .meta import FORMAT, META_FILE, MODEL_FILE, read_meta
 from .models import build_model, is_convolutional
 
-MODEL_FILE = "model.pt"
-META_FILE = "model.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = "trainkit-model/1"
-
-
-def _temp_affixes(name: str) -> tuple[str, str]:
-    """Prefix and suffix of the temporary files atomic writes of ``name`` make beside it."""
-    return f".{name}.", ".tmp"
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Write through a temp file in the same folder, then ``os.replace``: a reader (or a
-    restarted job) sees the old file or the new one, never half of one. A process killed
-    mid-write leaves the temp file; ``remove_stale_temps`` clears it at the next start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = _temp_affixes(path.name)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are read by other steps and users
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _temp_pattern(name: str) -> re.Pattern[str]:
-    """mkstemp's names for ``name``: the prefix, 8 characters of [a-z0-9_], the suffix."""
-    prefix, suffix = _temp_affixes(name)
-    return re.compile(re.escape(prefix) + "[a-z0-9_]{8}" + re.escape(suffix))
-
-
-def remove_stale_temps(targets: Iterable[Path]) -> list[Path]:
-    """Remove the temporary files that killed atomic writes of ``targets`` left beside them, and
-    nothing else (a user's file in the same folder stays, whatever its name). Call it before
-    writing, from the only process that writes these files. Returns what was removed."""
-    removed = []
-    for target in targets:
-        pattern = _temp_pattern(target.name)
-        try:
-            entries = list(os.scandir(target.parent))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                try:
-                    os.unlink(entry.path)
-                except FileNotFoundError:
-                    continue
-                removed.append(Path(entry.path))
-    return removed
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -88,21 +26,6 @@ def save_model_dir(folder: Path, model: torch.nn.Module, meta: dict[str, Any]) -
              for k, v in model.state_dict().items()}
     atomic_torch_save(state, folder / MODEL_FILE)
     atomic_write_text(folder / META_FILE, json.dumps(dict(meta, format=FORMAT), indent=2, sort_keys=True) + "\n")
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / META_FILE
-    if not path.is_file():
-        raise TrainError(f"{folder} is not a model folder: {META_FILE} is missing",
-                         "pass the training job's model_dir output")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainError(f"{path} is not valid JSON ({exc})") from None
-    for key in ("task", "arch", "classes", "input_shape", "preprocessing"):
-        if key not in meta:
-            raise TrainError(f"{path} has no {key!r}", "re-run training to write a complete model folder")
-    return meta
 
 
 def load_model_dir(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:

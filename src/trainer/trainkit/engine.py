@@ -31,6 +31,7 @@ from .artifacts import (CHECKPOINT_FILE, META_FILE, MODEL_FILE, atomic_torch_sav
                         load_checkpoint, remove_stale_temps, save_model_dir)
 from .errors import TrainError
 from .launcher import DistEnv, detect
+from .tracking import BackgroundTracker
 from .models import ARCHS, build_model, is_convolutional
 
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a process killed by SIGTERM would report
@@ -415,10 +416,11 @@ class Trainer:
         return [float(v) for v in gathered]
 
     # -------------------------------------------------------------- the loop
-    def train(self) -> bool:
-        """Runs the remaining epochs; False when stopped by SIGTERM (checkpoint written)."""
+    def train(self, tracking: BackgroundTracker | None = None) -> bool:
+        """Runs the remaining epochs; False when stopped by SIGTERM (checkpoint written). Rank 0
+        reports through ``tracking`` (started early by main(), else here)."""
         args, env = self.args, self.env
-        tracker = Tracker(self) if env.is_main else None
+        tracker = Tracker(self, tracking or BackgroundTracker()) if env.is_main else None
         if env.is_main:
             where = f"resuming at epoch {self.start_epoch + 1}" if self.start_epoch or self.skip_batches else "starting"
             print(f"[train] {where}: {args.task}/{args.arch}, {env.world_size} process(es) ({env.launcher}), "
@@ -454,29 +456,40 @@ class Trainer:
 
 
 class Tracker:
-    """Rank 0's reporting: stdout, MLflow, the loss curve and the model folder."""
+    """Rank 0's reporting: stdout, the model folder, and MLflow and the loss curve through the
+    tracking process (tracking.py), which logs while the trainer trains."""
 
-    def __init__(self, trainer: Trainer):
+    def __init__(self, trainer: Trainer, background: BackgroundTracker):
         self.trainer = trainer
         self.args = trainer.args
-        self.mlflow = start_mlflow(trainer)
+        self.background = background
         self.last_plot = time.monotonic()
+        args = trainer.args
+        params = {"task": args.task, "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
+                  "learning_rate": args.learning_rate, "world_size": trainer.env.world_size,
+                  "launcher": trainer.env.launcher, "pretrained": args.pretrained, "precision": args.precision,
+                  "seed": args.seed}
+        background.start(f"jobgen-{args.task}", trainer.mlflow_run_id, params, {})
+
+    def _run_id(self) -> None:
+        if self.background.run_id:
+            self.trainer.mlflow_run_id = self.background.run_id  # the next checkpoint names the run
 
     def epoch(self, record: dict[str, float]) -> None:
         print(f"[train] epoch {record['epoch']}/{self.args.epochs} train_loss={record['train_loss']:.4f} "
               f"val_loss={record['val_loss']:.4f} val_accuracy={record['val_accuracy']:.4f} "
               f"samples/s={record['samples_per_s']:.1f}", flush=True)
-        if self.mlflow is not None:
-            metrics = {k: v for k, v in record.items() if k != "epoch"}
-            self.mlflow.log_metrics(metrics, step=int(record["epoch"]))
-        if time.monotonic() - self.last_plot > 30:  # a live curve for long epochs; drawing costs ~0.2 s
-            write_loss_curve(self.trainer.history, self.args.model_dir / "loss_curve.png")
+        self.background.metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
+        self._run_id()
+        if time.monotonic() - self.last_plot > 30:  # a live curve for long epochs
+            self.background.curve(self.trainer.history, self.args.model_dir / "loss_curve.png")
             self.last_plot = time.monotonic()
 
     def finish(self, peak_rss_mb: list[float] | None = None) -> None:
         t = self.trainer
         last = t.history[-1] if t.history else {}
         best = max((r["val_accuracy"] for r in t.history), default=None)
+        t.mlflow_run_id = self.background.wait_for_run() or t.mlflow_run_id
         meta = {
             "task": self.args.task, "arch": self.args.arch, "classes": t.task.classes,
             "input_shape": t.task.input_shape, "preprocessing": t.task.preprocessing,
@@ -496,83 +509,20 @@ class Tracker:
         }
         save_model_dir(self.args.model_dir, t.raw_model, meta)
         atomic_write_text(self.args.model_dir / "metrics.json", json.dumps(t.history, indent=2) + "\n")
-        write_loss_curve(t.history, self.args.model_dir / "loss_curve.png")
-        if self.mlflow is not None:
-            self.mlflow.log_metric("final_val_accuracy", last.get("val_accuracy", 0.0))
-            self.mlflow.log_artifact(str(self.args.model_dir / "loss_curve.png"))
-            self.mlflow.log_artifact(str(self.args.model_dir / "model.json"))
+        curve = self.args.model_dir / "loss_curve.png"
+        self.background.curve(t.history, curve)
+        self.background.metrics({"final_val_accuracy": last.get("val_accuracy", 0.0)}, 0)
+        self.background.artifact(curve)
+        self.background.artifact(self.args.model_dir / "model.json")
+        self.close()
         if peak_rss_mb:
             print(f"[train] peak memory per process: {', '.join(f'{m:.0f} MiB' for m in peak_rss_mb)}", flush=True)
         print(f"[train] done: val_accuracy={last.get('val_accuracy', float('nan')):.4f}; model in "
-              f"{self.args.model_dir}; loss curve {self.args.model_dir / 'loss_curve.png'}", flush=True)
+              f"{self.args.model_dir}; loss curve {curve}", flush=True)
 
     def close(self) -> None:
-        if self.mlflow is not None:
-            self.mlflow.end_run()
-
-
-def start_mlflow(trainer: Trainer):
-    """MLflow on rank 0: on Azure the job's tracking URI and run are configured already;
-    locally an embedded SQLite store (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore", module="mlflow")
-    import mlflow
-
-    for name in ("mlflow", "alembic"):  # after the import: mlflow sets its own levels then
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
-    if not os.environ.get("MLFLOW_RUN_ID"):
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", f"jobgen-{trainer.args.task}"))
-    run_id = os.environ.get("MLFLOW_RUN_ID") or trainer.mlflow_run_id
-    try:
-        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run()
-    except Exception:  # the stored run is gone (another store): start a new one
-        run = mlflow.start_run()
-    trainer.mlflow_run_id = run.info.run_id
-    if os.environ.get("AZUREML_RUN_ID"):
-        mlflow.set_tag("azureml.runid", os.environ["AZUREML_RUN_ID"])
-    args = trainer.args
-    params = {"task": args.task, "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
-              "learning_rate": args.learning_rate, "world_size": trainer.env.world_size,
-              "launcher": trainer.env.launcher, "pretrained": args.pretrained, "precision": args.precision,
-              "seed": args.seed}
-    fresh = {k: v for k, v in params.items() if k not in run.data.params}  # a sweep logged its own already
-    if fresh:
-        mlflow.log_params(fresh)
-    return mlflow
-
-
-def write_loss_curve(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not history:
-        return
-    epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
-    ax.plot(epochs, [r["val_loss"] for r in history], marker="o", label="val loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_title(f"loss per epoch (val accuracy {history[-1]['val_accuracy']:.3f})")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    from .artifacts import atomic_write_bytes
-
-    atomic_write_bytes(path, lambda fh: fh.write(buffer.getvalue()))
+        """Ends the MLflow run; returns once everything sent is logged and the curve drawn."""
+        self.background.close()
 
 
 # ------------------------------------------------------------------ entry point
@@ -628,20 +578,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         env = detect()
-        device = setup_device(env)
-        init_distributed(env, device)
+        # rank 0's MLflow process imports MLflow and opens the store while this one sets up
+        tracking = BackgroundTracker() if env.is_main else None
         trainer, previous = None, signal.getsignal(signal.SIGTERM)
         try:
+            device = setup_device(env)
+            init_distributed(env, device)
             task = data_mod.load_task(args.task, args.data, args.seed, args.image_size, args.cache_images)
             trainer = Trainer(args, env, task, device)
             signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
-            finished = trainer.train()
+            finished = trainer.train(tracking)
         finally:
             # Let go of the trainer and its DDP model: the SIGTERM handler's closure would otherwise
             # keep them (and the handler) alive after main() returns, into a caller's code or the
             # interpreter's teardown. It does not stop gloo's threads (DDP keeps the process group
             # past destroy_process_group all the same); leave() deals with those.
             signal.signal(signal.SIGTERM, previous)
+            if tracking is not None:
+                tracking.abandon()  # a no-op when training ended it
             trainer = None
             gc.collect()
             if dist.is_initialized():

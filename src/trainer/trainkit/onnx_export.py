@@ -16,12 +16,10 @@ import torch
 
 from .artifacts import META_FILE, atomic_write_text, load_model_dir
 from .errors import TrainError
+from .meta import INT8_FILE, ONNX_FILE, REPORT_FILE
 from .samples import labelled_set, validation_set
 
 TOLERANCE = 1e-4
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-REPORT_FILE = "report.json"
 MAX_ACCURACY_DROP = 0.01  # the int8 variant is chosen only within one point of fp32's accuracy
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from . import data as data_mod
-from .artifacts import read_meta
+from .meta import read_meta
 from .errors import TrainError
 from .samples import image_inputs
 

@@ -9,15 +9,14 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 
-from .artifacts import META_FILE, read_meta
 from .errors import TrainError
-from .onnx_export import INT8_FILE, ONNX_FILE, REPORT_FILE
+from .meta import INT8_FILE, META_FILE, ONNX_FILE, REPORT_FILE, read_meta
+from .tracking import setup_mlflow
 
 
 def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[dict, dict]:
@@ -51,16 +50,9 @@ def register(model_dir: Path, onnx_dir: Path, name: str, min_accuracy: float | N
         raise TrainError(f"val accuracy {accuracy:.4f} is below --min-accuracy {min_accuracy}",
                          "nothing was registered")
     warnings.filterwarnings("ignore")
-    import mlflow
     import onnx
 
-    for logger in ("mlflow", "alembic"):  # after the import: mlflow sets its own levels then
-        logging.getLogger(logger).setLevel(logging.ERROR)
-
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
-    if not os.environ.get("MLFLOW_RUN_ID"):
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", f"jobgen-{meta['task']}"))
+    mlflow = setup_mlflow(f"jobgen-{meta['task']}")
     tags = {
         "task": meta["task"], "arch": meta["arch"], "classes": ",".join(meta["classes"]),
         "val_accuracy": f"{accuracy:.4f}",
@@ -72,7 +64,11 @@ def register(model_dir: Path, onnx_dir: Path, name: str, min_accuracy: float | N
         mlflow.set_tags({f"registered_model.{k}": v for k, v in tags.items()})
         onnx_model = onnx.load(str(Path(onnx_dir) / ONNX_FILE))
         extra = [str(Path(onnx_dir) / f) for f in (META_FILE, REPORT_FILE, INT8_FILE) if (Path(onnx_dir) / f).is_file()]
+        # The flavor's own pinned requirements (onnx, onnxruntime): inferring them instead starts a
+        # process that loads the model (seconds), and lists every onnxruntime build installed here,
+        # which conflict when installed together.
         info = mlflow.onnx.log_model(onnx_model, name="model", extra_files=extra,  # served together
+                                     pip_requirements=mlflow.onnx.get_default_pip_requirements(),
                                      metadata={"classes": meta["classes"], "task": meta["task"],
                                                "selected": report.get("selected", ONNX_FILE)})
         mlflow.log_artifact(str(Path(onnx_dir) / META_FILE), artifact_path="model_meta")
