@@ -498,3 +498,55 @@ def test_booleans_accept_what_azure_pastes(spelling, value):
     from trainkit.engine import str2bool
 
     assert str2bool(spelling) is value
+
+
+# ------------------------------------------------------------------ the trainer's parts
+
+@pytest.mark.parametrize("task,world,optimizer,lr,scheduler", [
+    ("penguins", 1, "Adam", 0.01, None),
+    ("penguins", 4, "Adam", 0.04, None),  # the lab's rule: the learning rate times the processes
+    ("images", 4, "SGD", 0.01, "StepLR"),
+])
+def test_build_for_task_makes_each_tasks_choices(work, task, world, optimizer, lr, scheduler):
+    import torch
+
+    from trainkit import data as data_mod
+    from trainkit.engine import build_for_task, parse_args
+    from trainkit.launcher import DistEnv
+
+    data = work / ("penguins.csv" if task == "penguins" else "images")
+    args = parse_args(["--task", task, "--data", str(data), "--learning-rate", "0.01", "--num-workers", "0"])
+    loaded = data_mod.load_task(task, data, 0, 32 if task == "images" else 224, "on")
+    rank = min(1, world - 1)
+    parts = build_for_task(args, DistEnv(rank=rank, world_size=world), loaded, torch.device("cpu"))
+    assert type(parts.optimizer).__name__ == optimizer
+    assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+    assert (type(parts.scheduler).__name__ if parts.scheduler else None) == scheduler
+    assert parts.channels_last is (task == "images")
+    assert parts.train_sampler.rank == rank and parts.train_sampler.world == world
+    assert len(list(parts.train_sampler)) == -(-len(loaded.train) // world)  # padded equal shards
+
+
+def test_the_trainer_trains_the_parts_it_is_given(work, tmp_path, monkeypatch):
+    """A Trainer builds nothing: with an optimizer whose learning rate is 0 the weights it saves
+    are the model's initial ones."""
+    import torch
+
+    from trainkit import data as data_mod
+    from trainkit.artifacts import load_model_dir
+    from trainkit.engine import Trainer, build_for_task, parse_args
+    from trainkit.launcher import DistEnv
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    args = parse_args(["--task", "penguins", "--data", str(work / "penguins.csv"), "--epochs", "2",
+                       "--model-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    loaded = data_mod.load_task("penguins", args.data, 0)
+    env, device = DistEnv(), torch.device("cpu")
+    parts = build_for_task(args, env, loaded, device)
+    initial = {k: v.clone() for k, v in parts.model.state_dict().items()}
+    parts.optimizer = torch.optim.SGD(parts.model.parameters(), lr=0.0)
+    assert Trainer(args, env, loaded, device, parts).train() is True
+    saved, meta = load_model_dir(tmp_path / "model")
+    assert meta["metrics"]["epochs"] == 2
+    assert all(torch.equal(saved.state_dict()[k], initial[k]) for k in initial)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .errors import TrainError
-from .files import atomic_write_bytes, atomic_write_text, remove_stale_temps  # noqa: F401 - used by engine
+from .files import atomic_write_bytes, atomic_write_text
 from .meta import FORMAT, META_FILE, MODEL_FILE, read_meta
 from .models import build_model, is_convolutional
 

@@ -11,181 +11,102 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
-import os
 import random
 import signal
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from . import data as data_mod
-from .artifacts import (CHECKPOINT_FILE, META_FILE, MODEL_FILE, atomic_torch_save, atomic_write_text,
-                        load_checkpoint, remove_stale_temps, save_model_dir)
+from .artifacts import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint, save_model_dir
+from .files import atomic_write_text, remove_stale_temps
+from .meta import META_FILE, MODEL_FILE
+from .devices import init_distributed, leave, resolve_precision, setup_device
 from .errors import TrainError
 from .launcher import DistEnv, detect
+from .models import build_model, is_convolutional
+from .options import parse_args, str2bool
+from .sampling import EpochSampler, Seeded, seed_everything
 from .tracking import BackgroundTracker
-from .models import ARCHS, build_model, is_convolutional
+
+__all__ = ["Parts", "Trainer", "build_for_task", "main", "leave", "parse_args", "str2bool"]
 
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a process killed by SIGTERM would report
 
 
-# ------------------------------------------------------------------ arguments
-
-def str2bool(value: str) -> bool:
-    """Azure pastes a YAML boolean into the command as True/False; accept every spelling."""
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "y", "on"):
-        return True
-    if text in ("false", "0", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="train.py", description="Train an image classifier (ResNet transfer learning) or the penguins MLP, "
-        "on one process or many (torchrun, Azure ML pytorch/mpi distributions).")
-    p.add_argument("--task", choices=("images", "penguins"), default="images")
-    p.add_argument("--data", "--data-dir", "--data-file", dest="data", type=Path, required=True,
-                   help="images: folder with train/<class>/ and val/<class>/; penguins: the CSV file")
-    p.add_argument("--arch", choices=ARCHS, default=None, help="default: resnet18 (images), mlp (penguins)")
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--batch-size", type=int, default=32, help="per process")
-    p.add_argument("--learning-rate", type=float, default=0.001,
-                   help="images: SGD learning rate; penguins: Adam's, multiplied by the world size")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--step-size", type=int, default=7, help="StepLR step (epochs)")
-    p.add_argument("--gamma", type=float, default=0.1, help="StepLR factor")
-    p.add_argument("--pretrained", type=str2bool, default=False, help="start from torchvision's ImageNet weights")
-    p.add_argument("--freeze-backbone", type=str2bool, default=False, help="train the new head only")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bf16 autocast on CUDA and on CPUs with bf16 matrix units, else fp32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=224, help="images: crop size (the recipe's 224; resize scales "
-                   "with it, 256 at 224)")
-    p.add_argument("--cache-images", choices=("auto", "on", "off"), default="auto",
-                   help="images: decode once and keep resized images in memory (auto: when they fit in a quarter "
-                        "of RAM); off decodes every image every epoch")
-    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers per process (default: from CPUs)")
-    p.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model (opt-in)")
-    p.add_argument("--model-dir", type=Path, default=Path("outputs/model"))
-    p.add_argument("--checkpoint-dir", type=Path, default=Path("outputs/checkpoints"))
-    args = p.parse_args(argv)
-    if args.arch is None:
-        args.arch = "mlp" if args.task == "penguins" else "resnet18"
-    if (args.task == "penguins") != (args.arch == "mlp"):
-        p.error(f"--arch {args.arch} does not fit --task {args.task} (penguins use mlp, images a resnet)")
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not args.learning_rate > 0:
-        p.error("--learning-rate must be positive")
-    return args
-
-
-# ------------------------------------------------------------------ precision and devices
-
-def cpu_has_bf16() -> bool:
-    """bf16 matrix units (AMX or AVX512-BF16), where autocast to bf16 pays off on a CPU."""
-    try:
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return False
-    except (AttributeError, RuntimeError):
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(choice: str, device: torch.device) -> torch.dtype | None:
-    if choice == "fp32":
-        return None
-    if choice == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if cpu_has_bf16() else None
-
-
-# ------------------------------------------------------------------ sampling
-
-class EpochSampler(Sampler):
-    """Shards indices across ranks like DistributedSampler (shuffled by seed + epoch) and
-    yields (epoch, index) pairs, so that a sample's augmentation can be seeded by
-    (seed, epoch, index): identical whether the job ran straight through or resumed, and
-    whatever the number of DataLoader workers. ``skip`` drops the first batches of an
-    epoch (resuming after a preemption mid-epoch)."""
-
-    def __init__(self, size: int, rank: int, world: int, seed: int, shuffle: bool, pad: bool):
-        self.size, self.rank, self.world, self.seed = size, rank, world, seed
-        self.shuffle, self.pad = shuffle, pad
-        self.epoch = 0
-        self.skip = 0
-
-    def indices(self) -> list[int]:
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        else:
-            order = list(range(self.size))
-        if self.pad:  # equal shards, as DDP needs the same number of steps on every rank
-            per_rank = math.ceil(self.size / self.world)
-            order += order[: per_rank * self.world - len(order)]
-        return order[self.rank::self.world][self.skip:]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, i) for i in self.indices()])
-
-    def __len__(self) -> int:
-        return len(self.indices())
-
-
-class Seeded(Dataset):
-    """Takes (epoch, index) from ``EpochSampler``; seeds the RNG per sample when the
-    dataset's transforms are random."""
-
-    def __init__(self, dataset: Dataset, seed: int, random_transforms: bool):
-        self.dataset, self.seed, self.random_transforms = dataset, seed, random_transforms
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, index = key
-        if self.random_transforms:
-            sample_seed = (self.seed * 1_000_003 + epoch * 100_003 + index) % (2**63)
-            torch.manual_seed(sample_seed)
-            random.seed(sample_seed)
-        return self.dataset[index]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % (2**32))
-    except ImportError:  # pragma: no cover
-        pass
-
-
 # ------------------------------------------------------------------ the trainer
 
+@dataclass
+class Parts:
+    """What a Trainer trains with, built for its task by ``build_for_task`` (or by a caller with
+    other choices: tests, a notebook): the model on its device, its optimizer and scheduler, the
+    loss, and the loaders with their samplers."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a torch LR scheduler, or None
+    loss_fn: nn.Module
+    train_loader: DataLoader
+    val_loader: DataLoader
+    train_sampler: EpochSampler
+    val_sampler: EpochSampler
+    normalize: tuple[torch.Tensor, torch.Tensor] | None = None  # uint8 batches: (mean, std) x 255 on the device
+    channels_last: bool = False
+
+
+def build_for_task(args: argparse.Namespace, env: DistEnv, task: data_mod.TaskData, device: torch.device) -> Parts:
+    """The per-task choices: a ResNet (channels-last) with SGD and StepLR for images, the MLP with
+    Adam at the learning rate times the world size for penguins (as the lab's Horovod version);
+    DataLoader workers from the CPUs; augmentation seeded per sample for images."""
+    seed_everything(args.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    conv = is_convolutional(args.arch)
+    model = build_model(args.arch, len(task.classes), args.pretrained, args.freeze_backbone,
+                        inputs=task.input_shape[0]).to(device)
+    if conv:
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    scheduler = None
+    if args.task == "penguins":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=args.learning_rate * env.world_size)
+    else:
+        optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    normalize = None
+    if getattr(task.train, "normalized", True) is False:  # cached uint8 images: normalise on the device
+        mean = torch.tensor(task.preprocessing["mean"], device=device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(task.preprocessing["std"], device=device).view(1, 3, 1, 1) * 255
+        normalize = (mean, std)
+    workers = args.num_workers
+    if workers is None:
+        cached = type(task.train).__name__ == "CachedImages"
+        workers = data_mod.default_workers(env.local_world_size, cached) if args.task == "images" else 0
+    train_sampler = EpochSampler(len(task.train), env.rank, env.world_size, args.seed, shuffle=True, pad=True)
+    val_sampler = EpochSampler(len(task.val), env.rank, env.world_size, args.seed, shuffle=False, pad=False)
+    loader_args = dict(batch_size=args.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                       persistent_workers=workers > 0)
+    train_loader = DataLoader(Seeded(task.train, args.seed, args.task == "images"), sampler=train_sampler,
+                              **loader_args)
+    val_loader = DataLoader(Seeded(task.val, args.seed, False), sampler=val_sampler, **loader_args)
+    return Parts(model, optimizer, scheduler, nn.CrossEntropyLoss(), train_loader, val_loader, train_sampler,
+                 val_sampler, normalize, channels_last=conv)
+
+
 class Trainer:
-    def __init__(self, args: argparse.Namespace, env: DistEnv, task: data_mod.TaskData, device: torch.device):
+    """Trains ``parts`` for ``args.epochs``: resumes from the checkpoint, wraps the model in DDP
+    when distributed, stops cleanly on SIGTERM. It builds nothing itself (see build_for_task)."""
+
+    def __init__(self, args: argparse.Namespace, env: DistEnv, task: data_mod.TaskData, device: torch.device,
+                 parts: Parts):
         self.args, self.env, self.task, self.device = args, env, task, device
         self.autocast_dtype = resolve_precision(args.precision, device)
-        self.conv = is_convolutional(args.arch)
+        self.conv = parts.channels_last
         self.stop_requested = False
         self.stop_every = 1  # steps between SIGTERM checks across ranks; tuned after each epoch
         self.history: list[dict[str, float]] = []
@@ -193,42 +114,11 @@ class Trainer:
         self.skip_batches = 0
         self.mlflow_run_id: str | None = None
         self.checkpoint = args.checkpoint_dir / CHECKPOINT_FILE
-
-        seed_everything(args.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-        model = build_model(args.arch, len(task.classes), args.pretrained, args.freeze_backbone,
-                            inputs=task.input_shape[0])
-        model = model.to(device)
-        if self.conv:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        params = [p for p in model.parameters() if p.requires_grad]
-        if args.task == "penguins":
-            # as the lab's Horovod version: scale the learning rate by the number of processes
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=args.learning_rate * env.world_size)
-            self.scheduler = None
-        else:
-            self.optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum)
-            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=args.step_size, gamma=args.gamma)
-        self.loss_fn = nn.CrossEntropyLoss()
-        # cached images arrive as uint8: normalise the batch on the device (less to move, no per-sample float work)
-        self.normalize = None
-        if getattr(task.train, "normalized", True) is False:
-            mean = torch.tensor(task.preprocessing["mean"], device=device).view(1, 3, 1, 1) * 255
-            std = torch.tensor(task.preprocessing["std"], device=device).view(1, 3, 1, 1) * 255
-            self.normalize = (mean, std)
-
-        workers = args.num_workers
-        if workers is None:
-            cached = type(task.train).__name__ == "CachedImages"
-            workers = data_mod.default_workers(env.local_world_size, cached) if args.task == "images" else 0
-        self.train_sampler = EpochSampler(len(task.train), env.rank, env.world_size, args.seed, shuffle=True, pad=True)
-        self.val_sampler = EpochSampler(len(task.val), env.rank, env.world_size, args.seed, shuffle=False, pad=False)
-        random_transforms = args.task == "images"
-        loader_args = dict(batch_size=args.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
-                           persistent_workers=workers > 0)
-        self.train_loader = DataLoader(Seeded(task.train, args.seed, random_transforms), sampler=self.train_sampler,
-                                       **loader_args)
-        self.val_loader = DataLoader(Seeded(task.val, args.seed, False), sampler=self.val_sampler, **loader_args)
+        self.model = parts.model
+        self.optimizer, self.scheduler, self.loss_fn = parts.optimizer, parts.scheduler, parts.loss_fn
+        self.normalize = parts.normalize
+        self.train_loader, self.val_loader = parts.train_loader, parts.val_loader
+        self.train_sampler, self.val_sampler = parts.train_sampler, parts.val_sampler
 
         self._remove_stale_temps()
         snap = load_checkpoint(self.checkpoint, args.arch, args.task)
@@ -527,53 +417,6 @@ class Tracker:
 
 # ------------------------------------------------------------------ entry point
 
-def setup_device(env: DistEnv) -> torch.device:
-    if torch.cuda.is_available():
-        device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-        return device
-    if "OMP_NUM_THREADS" not in os.environ:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover
-            cpus = os.cpu_count() or 1
-        torch.set_num_threads(max(1, cpus // max(env.local_world_size, 1)))
-    return torch.device("cpu")
-
-
-_DISTRIBUTED = False  # set once this process has joined a process group; see leave()
-
-
-def init_distributed(env: DistEnv, device: torch.device) -> None:
-    global _DISTRIBUTED
-    if not env.distributed:
-        return
-    os.environ.update(env.torch_environ())  # MPI ranks: translate to torch.distributed's variables
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend, init_method="env://", rank=env.rank, world_size=env.world_size)
-    _DISTRIBUTED = True
-
-
-def leave(code: int):
-    """End the process with `code`. A rank of a distributed run leaves without the interpreter's
-    teardown: DDP keeps the gloo process group (and its worker threads) alive past
-    destroy_process_group, and a worker thread that frees its last collective's tensors after the
-    teardown has begun needs the GIL, cannot have it, and aborts the process (SIGABRT, "terminate
-    called without an active exception"), failing a job whose work is done. Output is flushed
-    first; MLflow's run has already been ended by then."""
-    if not _DISTRIBUTED:
-        sys.exit(code)
-    import logging
-
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -585,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             device = setup_device(env)
             init_distributed(env, device)
             task = data_mod.load_task(args.task, args.data, args.seed, args.image_size, args.cache_images)
-            trainer = Trainer(args, env, task, device)
+            trainer = Trainer(args, env, task, device, build_for_task(args, env, task, device))
             signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
             finished = trainer.train(tracking)
         finally:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import META_FILE, atomic_write_text, load_model_dir
+from .artifacts import load_model_dir
 from .errors import TrainError
-from .meta import INT8_FILE, ONNX_FILE, REPORT_FILE
+from .files import atomic_write_text
+from .meta import INT8_FILE, META_FILE, ONNX_FILE, REPORT_FILE
 from .samples import labelled_set, validation_set
 
 TOLERANCE = 1e-4

@@ -270,7 +270,7 @@ def serve(stream=None) -> int:
     except Exception:  # noqa: BLE001 - the store is reported when the run starts, with the start's error
         pass
     try:
-        import matplotlib.pyplot  # noqa: F401 - for the loss curve, while training runs
+        import matplotlib.pyplot  # noqa: F401  (for the loss curve: imported while training runs)
     except ImportError:
         pass
     ended = False
