@@ -45,8 +45,8 @@ def setup_mlflow(default_experiment: str | None = None, resume: bool = False):
 
     for name in ("mlflow", "alembic"):  # after the import: mlflow sets its own levels then
         logging.getLogger(name).setLevel(logging.ERROR)
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
+    # the job's URI wins over one set earlier in this process (MLflow keeps that one otherwise)
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}")
     if default_experiment and not os.environ.get("MLFLOW_RUN_ID") and not resume:
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", default_experiment))
     return mlflow
