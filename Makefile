@@ -36,12 +36,20 @@ demo: $(STAMP) data/penguins.csv
 	@echo "== run it here, as Azure ML would: train (4 processes) -> ONNX export + parity -> register"
 	$(PY) generator.py run rendered/penguins-pipeline/pipeline.yml
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist), one test file per worker at a time so that a
+# file's shared fixtures (trained models) are made once. The sources are compiled first: where
+# PYTHONDONTWRITEBYTECODE is set (as on this project's CI machines) every process would compile them again.
+PYTEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m compileall -q src tests > /dev/null
+	$(PYTEST)
 
 # The loop while working: no torch, no training run, no server, no multi-process job (under 2 minutes).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not full"
+	$(PY) -m compileall -q src tests > /dev/null
+	$(PYTEST) -m "not full"
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

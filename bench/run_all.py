@@ -34,6 +34,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     render = run("bench_render.py", "--runs", "3" if args.quick else "7")
     runner = run("bench_runner.py", "--runs", "3" if args.quick else "5")
+    loop = run("bench_loop.py", "--runs", "3", *([] if args.quick else ["--demo"]))["median_s"]
     serving = run("bench_serving.py", "--requests", "50" if args.quick else "200")
     training = run("bench_training.py", "--per-class", "48" if args.quick else "96")
     m, e = serving["model"], serving["end_to_end"]
@@ -41,6 +42,13 @@ def main() -> int:
         ("cold render, --no-lint (s)", f"{render['cold_render_s']:.3f}", "<= 0.5"),
         (f"render + lint {render['batch_definitions']} definitions (s)", f"{render['batch_render_lint_s']:.2f}", "<= 10"),
         ("runner / torchrun, 2 x 2 no-op job", f"{runner['ratio']:.2f}x", "<= 1.2x"),
+        ("generator.py run jobs/penguins-single/job.yml (s)", f"{loop['run']:.2f}", "<= 5"),
+        ("  python -c 'import torch', the floor (s); run / floor",
+         f"{loop['floor']:.2f}; {loop['run'] / loop['floor']:.2f}x", ""),
+        ("generator.py lint FILE, unchanged | first lint (s)", f"{loop['lint']:.2f} | {loop['first_lint']:.2f}",
+         "<= 1"),
+        *([("demo pipeline run, 2 x 2 train -> export -> register (s)", f"{loop['demo']:.1f}", "<= 25")]
+          if "demo" in loop else []),
         (f"image training samples/s, train component (batch {training['images'].get('batch', '?')}) / tutorial "
          f"loop (batch {training['images'].get('reference_batch', '?')})", f"{training['images']['speedup']:.2f}x",
          ">= 2.5x"),
