@@ -150,3 +150,17 @@ def test_lint_of_a_job_does_not_import_azure_ai_ml_for_its_ignore_file(tmp_path,
                    "code: ./src\ncommand: python train.py\nenvironment: azureml:env@latest\ncompute: azureml:cpu\n")
     result = _lint_in_a_new_process(job, "--no-azure")
     assert result["rc"] == 0 and not result["azure"]
+
+
+def test_render_then_lint_reuses_the_verdict_on_what_was_written(tmp_path, store, cli, checkout):
+    """render lints a staging copy beside each file; the verdict is kept under the file's own place,
+    so linting what was written does not judge it again. Pipelines linted with staged components
+    swapped in are not kept (those files move)."""
+    out = checkout / "rendered"
+    rc, _, err = cli("render", "-o", out)
+    assert rc == 0, err
+    entries = {json.loads(p.read_text())["file"] for p in store.rglob("*.json")}
+    assert str((out / "job.yml").resolve()) in entries
+    assert not [e for e in entries if ".jobgen-" in e]
+    result = _lint_in_a_new_process(out / "job.yml")
+    assert result["rc"] == 0 and not result["azure"]

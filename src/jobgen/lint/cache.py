@@ -83,8 +83,16 @@ def stamp() -> str:
     return digest.hexdigest()
 
 
+def _where(doc: Document) -> Path:
+    """Where the file lives: a rendered file is linted in a staging copy in a folder beside its
+    own (so ``../`` paths mean the same) and its verdict is kept under the place it is written to;
+    one that names a staged sibling (``./conda.yaml``) records that copy, which moves, and is
+    judged again when linted in place."""
+    return Path(os.path.abspath(doc.display_as)) if doc.display_as else doc.path
+
+
 def key(doc: Document, text: str) -> str:
-    facts = json.dumps([stamp(), doc.kind, str(doc.path), text], ensure_ascii=False)
+    facts = json.dumps([stamp(), doc.kind, str(_where(doc)), text], ensure_ascii=False)
     return hashlib.sha256(facts.encode("utf-8")).hexdigest()
 
 
@@ -187,8 +195,8 @@ def _strings(data: Any) -> Iterable[str]:
 
 
 def depends_on(doc: Document, opened: list[str]) -> list[list]:
-    own = str(doc.path)
-    return [_fingerprint(p) for p in dict.fromkeys(named_paths(doc) + opened) if p != own]
+    own = {str(doc.path), str(_where(doc))}
+    return [_fingerprint(p) for p in dict.fromkeys(named_paths(doc) + opened) if p not in own]
 
 
 # ------------------------------------------------------------------ entries
@@ -212,10 +220,10 @@ def lookup(doc: Document, text: str) -> list[Diagnostic] | None:
 
 def store(doc: Document, text: str, diagnostics: list[Diagnostic], opened: list[str]) -> None:
     folder = directory()
-    if folder is None:
+    if folder is None or text != doc.text:  # staged components swapped in: those files are about to move
         return
     name = key(doc, text)
-    entry = {"format": FORMAT, "file": str(doc.path), "depends_on": depends_on(doc, opened),
+    entry = {"format": FORMAT, "file": str(_where(doc)), "depends_on": depends_on(doc, opened),
              "diagnostics": [{k: v for k, v in asdict(d).items() if k != "path"} for d in diagnostics]}
     target = folder / name[:2] / f"{name}.json"
     try:
