@@ -53,13 +53,14 @@ def test_training_and_validation_samples_are_the_two_sides_of_the_split(models):
     """int8 calibration takes training samples and is judged on validation samples: for the
     images the train/ and val/ folders, for penguins the two sides of training's own split."""
     from trainkit import data as data_mod
+    from trainkit.meta import read_meta
     from trainkit.samples import labelled_set
 
-    meta = json.loads((models["images"] / "model.json").read_text())
+    meta = read_meta(models["images"])
     train, _ = labelled_set(meta, models["root"] / "images", "train")
     val, _ = labelled_set(meta, models["root"] / "images", "val")
     assert (len(train), len(val)) == (4, 12)  # make_images(per_class_train=2, per_class_val=6), 2 classes
-    meta = json.loads((models["penguins"] / "model.json").read_text())
+    meta = read_meta(models["penguins"])
     train, _ = labelled_set(meta, models["root"] / "penguins.csv", "train")
     val, _ = labelled_set(meta, models["root"] / "penguins.csv", "val")
     rows = len(data_mod.read_penguins(models["root"] / "penguins.csv"))

@@ -548,5 +548,5 @@ def test_the_trainer_trains_the_parts_it_is_given(work, tmp_path, monkeypatch):
     parts.optimizer = torch.optim.SGD(parts.model.parameters(), lr=0.0)
     assert Trainer(args, env, loaded, device, parts).train() is True
     saved, meta = load_model_dir(tmp_path / "model")
-    assert meta["metrics"]["epochs"] == 2
+    assert meta.metrics["epochs"] == 2
     assert all(torch.equal(saved.state_dict()[k], initial[k]) for k in initial)

@@ -12,6 +12,7 @@ def model_folder(dest: Path, task: str, seed: int = 0) -> Path:
 
     from trainkit import data as data_mod
     from trainkit.artifacts import save_model_dir
+    from trainkit.meta import ModelCard
     from trainkit.models import build_model
 
     torch.manual_seed(seed)
@@ -25,7 +26,7 @@ def model_folder(dest: Path, task: str, seed: int = 0) -> Path:
         meta = {"task": "images", "arch": "resnet18", "classes": ["chickens", "turkeys"],
                 "input_shape": [3, 224, 224], "preprocessing": data_mod.image_preprocessing(),
                 "metrics": {"val_accuracy": 0.5}, "mlflow_run_id": None, "training": {"seed": 0}}
-    save_model_dir(dest, model.eval(), meta)
+    save_model_dir(dest, model.eval(), ModelCard.from_dict(meta))
     return dest
 
 

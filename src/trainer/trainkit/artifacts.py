@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import torch
 
 from .errors import TrainError
 from .files import atomic_write_bytes, atomic_write_text
-from .meta import FORMAT, META_FILE, MODEL_FILE, read_meta
+from .meta import META_FILE, MODEL_FILE, ModelCard, read_meta
 from .models import build_model, is_convolutional
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -21,30 +20,30 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, lambda fh: torch.save(obj, fh))
 
 
-def save_model_dir(folder: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+def save_model_dir(folder: Path, model: torch.nn.Module, card: ModelCard) -> None:
     state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
     atomic_torch_save(state, folder / MODEL_FILE)
-    atomic_write_text(folder / META_FILE, json.dumps(dict(meta, format=FORMAT), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(folder / META_FILE, card.to_json())
 
 
-def load_model_dir(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model_dir(folder: Path) -> tuple[torch.nn.Module, ModelCard]:
     """Rebuild the trained model (eval mode, fp32, CPU) from its folder."""
     folder = Path(folder)
     meta = read_meta(folder)
     weights = folder / MODEL_FILE
     if not weights.is_file():
         raise TrainError(f"{folder} has no {MODEL_FILE}", "pass the training job's model_dir output")
-    model = build_model(meta["arch"], len(meta["classes"]), pretrained=False,
-                        inputs=meta["input_shape"][0] if meta["task"] == "penguins" else 5)
+    model = build_model(meta.arch, len(meta.classes), pretrained=False,
+                        inputs=meta.input_shape[0] if meta.task == "penguins" else 5)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise TrainError(f"{weights} does not match a {meta['arch']} with {len(meta['classes'])} classes "
+        raise TrainError(f"{weights} does not match a {meta.arch} with {len(meta.classes)} classes "
                          f"({str(exc).splitlines()[0]})", "the model folder is inconsistent; re-run training") from None
     model.eval()
-    if is_convolutional(meta["arch"]):
+    if is_convolutional(meta.arch):
         model = model.to(memory_format=torch.channels_last)
     return model, meta
 

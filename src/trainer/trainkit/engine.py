@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from . import data as data_mod
 from .artifacts import CHECKPOINT_FILE, atomic_torch_save, load_checkpoint, save_model_dir
 from .files import atomic_write_text, remove_stale_temps
-from .meta import META_FILE, MODEL_FILE
+from .meta import META_FILE, MODEL_FILE, ModelCard
 from .devices import init_distributed, leave, resolve_precision, setup_device
 from .errors import TrainError
 from .launcher import DistEnv, detect
@@ -380,24 +380,22 @@ class Tracker:
         last = t.history[-1] if t.history else {}
         best = max((r["val_accuracy"] for r in t.history), default=None)
         t.mlflow_run_id = self.background.wait_for_run() or t.mlflow_run_id
-        meta = {
-            "task": self.args.task, "arch": self.args.arch, "classes": t.task.classes,
-            "input_shape": t.task.input_shape, "preprocessing": t.task.preprocessing,
-            "metrics": {"val_accuracy": last.get("val_accuracy"), "best_val_accuracy": best,
-                        "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss"),
-                        "epochs": len(t.history)},
-            "training": {"seed": self.args.seed, "world_size": t.env.world_size, "launcher": t.env.launcher,
-                         "precision": str(t.autocast_dtype or torch.float32).replace("torch.", ""),
-                         "batch_size_per_process": self.args.batch_size,
-                         "peak_rss_mb_per_process": peak_rss_mb,
-                         "cached_images": type(t.task.train).__name__ == "CachedImages",
-                         "samples_per_s": (sum(r["samples_per_s"] for r in t.history[1:]) / max(1, len(t.history) - 1)
-                                           if len(t.history) > 1 else (t.history[0]["samples_per_s"]
-                                                                       if t.history else None))},
-            "mlflow_run_id": t.mlflow_run_id,
-            "versions": {"torch": torch.__version__.split("+")[0], "python": sys.version.split()[0]},
-        }
-        save_model_dir(self.args.model_dir, t.raw_model, meta)
+        card = ModelCard(
+            task=self.args.task, arch=self.args.arch, classes=t.task.classes, input_shape=t.task.input_shape,
+            preprocessing=t.task.preprocessing,
+            metrics={"val_accuracy": last.get("val_accuracy"), "best_val_accuracy": best,
+                     "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss"), "epochs": len(t.history)},
+            training={"seed": self.args.seed, "world_size": t.env.world_size, "launcher": t.env.launcher,
+                      "precision": str(t.autocast_dtype or torch.float32).replace("torch.", ""),
+                      "batch_size_per_process": self.args.batch_size,
+                      "peak_rss_mb_per_process": peak_rss_mb,
+                      "cached_images": type(t.task.train).__name__ == "CachedImages",
+                      "samples_per_s": (sum(r["samples_per_s"] for r in t.history[1:]) / max(1, len(t.history) - 1)
+                                        if len(t.history) > 1 else (t.history[0]["samples_per_s"]
+                                                                    if t.history else None))},
+            mlflow_run_id=t.mlflow_run_id,
+            versions={"torch": torch.__version__.split("+")[0], "python": sys.version.split()[0]})
+        save_model_dir(self.args.model_dir, t.raw_model, card)
         atomic_write_text(self.args.model_dir / "metrics.json", json.dumps(t.history, indent=2) + "\n")
         curve = self.args.model_dir / "loss_curve.png"
         self.background.curve(t.history, curve)

@@ -202,22 +202,21 @@ def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool 
     inputs, labels = validation_set(meta, data)
     if inputs.shape[0] == 0:
         raise TrainError(f"no validation samples found in {data}")
-    if meta["task"] == "images":
+    if meta.task == "images":
         inputs = inputs.contiguous()
     picked = inputs[:: max(1, inputs.shape[0] // samples)][:samples] if inputs.shape[0] > samples else inputs
     start = time.perf_counter()
     export(model, picked[:2], output_dir / ONNX_FILE)
     report = parity(model, output_dir / ONNX_FILE, picked)
-    report.update({"export_seconds": round(time.perf_counter() - start, 3), "task": meta["task"],
-                   "arch": meta["arch"], "classes": meta["classes"],
-                   "val_accuracy": (meta.get("metrics") or {}).get("val_accuracy"),
-                   "mlflow_run_id": meta.get("mlflow_run_id"), "selected": ONNX_FILE})
+    report.update({"export_seconds": round(time.perf_counter() - start, 3), "task": meta.task,
+                   "arch": meta.arch, "classes": meta.classes, "val_accuracy": meta.val_accuracy,
+                   "mlflow_run_id": meta.mlflow_run_id, "selected": ONNX_FILE})
     if int8 and report["ok"]:
         truth = labels.numpy()
         fp32_top1, _ = predictions(output_dir / ONNX_FILE, inputs)
         # calibrated on training samples: the validation samples that judge the result take no part in it
         calibration, _ = labelled_set(meta, data, "train", limit=128)
-        method = quantize(output_dir / ONNX_FILE, output_dir / INT8_FILE, meta["task"], calibration)
+        method = quantize(output_dir / ONNX_FILE, output_dir / INT8_FILE, meta.task, calibration)
         int8_top1, served_by = predictions(output_dir / INT8_FILE, inputs)
         n = max(1, len(truth))
         fp32_accuracy, int8_accuracy = float((fp32_top1 == truth).sum() / n), float((int8_top1 == truth).sum() / n)

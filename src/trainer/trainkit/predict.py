@@ -59,7 +59,7 @@ def logits_onnx(onnx_dir: Path, inputs: torch.Tensor) -> torch.Tensor:
 
 def predict(folder: Path, *, onnx: bool, rows: list[dict] | None = None, images: Path | None = None) -> list[dict]:
     meta = read_meta(folder)
-    if meta["task"] == "penguins":
+    if meta.task == "penguins":
         if rows is None:
             raise TrainError("a penguins model takes --input JSON rows", "use --input '[{...}]'")
         inputs = data_mod.penguin_features(rows)
@@ -67,11 +67,11 @@ def predict(folder: Path, *, onnx: bool, rows: list[dict] | None = None, images:
     else:
         if images is None:
             raise TrainError("an image model takes --images FOLDER")
-        names, inputs = image_inputs(images, meta["preprocessing"])
+        names, inputs = image_inputs(images, meta.preprocessing)
     logits = logits_onnx(folder, inputs) if onnx else logits_torch(folder, inputs)
     probs = torch.softmax(logits, dim=1)
     best = probs.argmax(1)
-    return [{"input": name, "class": meta["classes"][int(i)], "probability": round(float(probs[n, i]), 6)}
+    return [{"input": name, "class": meta.classes[int(i)], "probability": round(float(probs[n, i]), 6)}
             for n, (name, i) in enumerate(zip(names, best))]
 
 

@@ -21,7 +21,7 @@ from .tracking import setup_mlflow
 
 def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[dict, dict]:
     meta = read_meta(model_dir)
-    accuracy = (meta.get("metrics") or {}).get("val_accuracy")
+    accuracy = meta.val_accuracy
     if accuracy is None:
         raise TrainError(f"{model_dir / META_FILE} has no val_accuracy: training did not finish",
                          "nothing was registered; re-run training")
@@ -31,12 +31,12 @@ def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[dict, dict]:
                          "nothing was registered; run export_onnx.py first")
     report = json.loads(report_path.read_text())
     for key in ("task", "arch", "classes"):
-        if report.get(key) != meta.get(key):
+        if report.get(key) != getattr(meta, key):
             raise TrainError(f"{onnx_dir} was exported from another model ({key}: {report.get(key)!r}, the model "
-                             f"folder has {meta.get(key)!r})", "pass the export of this model; nothing was registered")
-    if report.get("mlflow_run_id") != meta.get("mlflow_run_id"):
+                             f"folder has {getattr(meta, key)!r})", "pass the export of this model; nothing was registered")
+    if report.get("mlflow_run_id") != meta.mlflow_run_id:
         raise TrainError(f"{onnx_dir} was exported from training run {report.get('mlflow_run_id')}, the model folder "
-                         f"comes from {meta.get('mlflow_run_id')}", "re-run the export; nothing was registered")
+                         f"comes from {meta.mlflow_run_id}", "re-run the export; nothing was registered")
     if not report.get("ok"):
         raise TrainError(f"ONNX parity failed (max |diff| {report.get('max_abs_diff')}); see {report_path}",
                          "nothing was registered")
@@ -45,20 +45,20 @@ def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[dict, dict]:
 
 def register(model_dir: Path, onnx_dir: Path, name: str, min_accuracy: float | None = None) -> dict:
     meta, report = check_inputs(model_dir, onnx_dir)
-    accuracy = meta["metrics"]["val_accuracy"]
+    accuracy = meta.val_accuracy
     if min_accuracy is not None and accuracy < min_accuracy:
         raise TrainError(f"val accuracy {accuracy:.4f} is below --min-accuracy {min_accuracy}",
                          "nothing was registered")
     warnings.filterwarnings("ignore")
     import onnx
 
-    mlflow = setup_mlflow(f"jobgen-{meta['task']}")
+    mlflow = setup_mlflow(f"jobgen-{meta.task}")
     tags = {
-        "task": meta["task"], "arch": meta["arch"], "classes": ",".join(meta["classes"]),
+        "task": meta.task, "arch": meta.arch, "classes": ",".join(meta.classes),
         "val_accuracy": f"{accuracy:.4f}",
         "onnx_parity": "ok" if report["ok"] else "failed",
         "onnx_max_abs_diff": f"{report['max_abs_diff']:.3e}",
-        "source_run": meta.get("mlflow_run_id") or "unknown",
+        "source_run": meta.mlflow_run_id or "unknown",
     }
     with mlflow.start_run(run_id=os.environ.get("MLFLOW_RUN_ID")) as run:
         mlflow.set_tags({f"registered_model.{k}": v for k, v in tags.items()})
@@ -69,7 +69,7 @@ def register(model_dir: Path, onnx_dir: Path, name: str, min_accuracy: float | N
         # which conflict when installed together.
         info = mlflow.onnx.log_model(onnx_model, name="model", extra_files=extra,  # served together
                                      pip_requirements=mlflow.onnx.get_default_pip_requirements(),
-                                     metadata={"classes": meta["classes"], "task": meta["task"],
+                                     metadata={"classes": meta.classes, "task": meta.task,
                                                "selected": report.get("selected", ONNX_FILE)})
         mlflow.log_artifact(str(Path(onnx_dir) / META_FILE), artifact_path="model_meta")
         mlflow.log_artifact(str(Path(onnx_dir) / REPORT_FILE), artifact_path="model_meta")

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .meta import ModelCard
+
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_ROWS = 1000
 MAX_IMAGES = 32
@@ -154,7 +156,7 @@ class Scorer:
             self._init_torch(Path(model_dir), threads)
             return
         meta_path, onnx, int8, report_path = find_model(model_dir)
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = ModelCard.from_file(meta_path)
         report = json.loads(report_path.read_text()) if report_path else {}
         choice = (variant or os.environ.get("JOBGEN_ONNX_VARIANT") or "auto").lower()
         if choice == "int8" and int8 is None:
@@ -162,9 +164,9 @@ class Scorer:
         use_int8 = int8 is not None and (choice == "int8" or (choice == "auto" and report.get("selected") == int8.name))
         self.model_file = int8 if use_int8 else onnx
         self.session, self.provider = open_session(self.model_file, threads, spinning, provider)
-        self.classes = list(self.meta["classes"])
-        self.task = self.meta["task"]
-        pre = self.meta["preprocessing"]
+        self.classes = list(self.meta.classes)
+        self.task = self.meta.task
+        pre = self.meta.preprocessing
         self.pre = pre
         self._tables()
 
@@ -190,7 +192,7 @@ class Scorer:
         torch.set_num_threads(threads)
         self.torch_model, self.meta = load_model_dir(meta.parent)
         self.model_file = meta.parent / "model.pt"
-        self.classes, self.task, self.pre = list(self.meta["classes"]), self.meta["task"], self.meta["preprocessing"]
+        self.classes, self.task, self.pre = list(self.meta.classes), self.meta.task, self.meta.preprocessing
         self._tables()
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
