@@ -18,23 +18,14 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from bench_runner import timed  # (cmd, cwd, env) -> seconds; exits with the output when cmd fails
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = [sys.executable, str(ROOT / "generator.py")]
-
-
-def timed(cmd: list[str], cwd: Path, env: dict) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return elapsed
 
 
 def main() -> int:
