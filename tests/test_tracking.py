@@ -110,3 +110,13 @@ def _tracking_processes_in(folder: Path) -> list[int]:
         if "trainkit.tracking" in " ".join(proc.info.get("cmdline") or []) and proc.info.get("cwd") == str(folder):
             found.append(proc.pid)
     return found
+
+
+def test_serving_in_process_leaves_the_callers_signals_alone():
+    """Only the tracking process ignores SIGTERM and Ctrl-C: a caller of serve() that did too would
+    hand that on to every process it forks (a multiprocessing pool it could then never stop)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    tracking.serve(_messages({"op": "end"}))
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

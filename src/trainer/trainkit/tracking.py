@@ -253,12 +253,7 @@ def serve(stream=None) -> int:
     message is handled in order until ``end`` or the pipe closes. Metrics that arrive while the
     previous write is in progress are written together, one transaction for all of them."""
     import queue
-    import signal
 
-    # The trainer ends this process (by closing the pipe) after it has checkpointed: a SIGTERM or
-    # Ctrl-C sent to the whole process group must not cut the run's last metrics short.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
     inbox: "queue.Queue[dict | None]" = queue.Queue()
     threading.Thread(target=_receive, args=(stream or sys.stdin, inbox), daemon=True).start()
     service = _Service()
@@ -310,6 +305,13 @@ def _receive(stream, inbox) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # The trainer ends this process (by closing the pipe) after it has checkpointed: a SIGTERM or
+    # Ctrl-C sent to the whole process group must not cut the run's last metrics short. (Only
+    # here: serve() called in another process must leave that process's signals alone.)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     code = serve()
     # Everything is logged and the run ended (MLflow's SQL store has committed): skip the
     # interpreter's teardown of MLflow and SQLAlchemy, which took about a second the trainer
