@@ -2,7 +2,6 @@
 file does not import azure-ai-ml, and anything the verdict depends on, changed, is judged again."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys

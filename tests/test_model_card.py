@@ -12,7 +12,7 @@ from helpers import runs
 
 sys.path.insert(0, str(runs.TRAINER))
 from trainkit.errors import TrainError  # noqa: E402
-from trainkit.meta import ModelCard, read_meta  # noqa: E402
+from trainkit.meta import read_meta  # noqa: E402
 
 WRITTEN = {  # a model.json as the trainer has written it since format trainkit-model/1
     "arch": "mlp", "classes": ["Adelie", "Chinstrap", "Gentoo"], "format": "trainkit-model/1",

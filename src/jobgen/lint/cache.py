@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -132,7 +131,6 @@ class _Recorder:
     def __init__(self) -> None:
         self.seen: list[str] | None = None
         self.installed = False
-        self.lock = threading.Lock()
 
     def install(self) -> None:
         if not self.installed:
@@ -206,8 +204,9 @@ def lookup(doc: Document, text: str) -> list[Diagnostic] | None:
     folder = directory()
     if folder is None:
         return None
+    name = key(doc, text)
     try:
-        entry = json.loads((folder / key(doc, text)[:2] / f"{key(doc, text)}.json").read_text("utf-8"))
+        entry = json.loads((folder / name[:2] / f"{name}.json").read_text("utf-8"))
         if entry.get("format") != FORMAT:
             return None
         for recorded in entry["depends_on"]:
