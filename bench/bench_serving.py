@@ -160,6 +160,7 @@ def main() -> int:
     from bench_training import make_photos
     from helpers.models import exported, model_folder
     from jobgen import serve
+    from eager_scoring import EAGER_SCRIPT, EagerScorer
     from trainkit.serving import Scorer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +187,7 @@ def main() -> int:
         photo_kb = photo.stat().st_size / 1024
         body = json.dumps({"images": [base64.b64encode(photo.read_bytes()).decode()]}).encode()
 
-        scorers = {"pytorch eager": Scorer(onnx_dir, backend="torch"), "onnxruntime fp32": Scorer(onnx_dir, "fp32"),
+        scorers = {"pytorch eager": EagerScorer(onnx_dir), "onnxruntime fp32": Scorer(onnx_dir, "fp32"),
                    "onnxruntime int8": Scorer(onnx_dir, "int8"), INT8_CPU: Scorer(onnx_dir, "int8", provider="cpu")}
         provider = scorers["onnxruntime int8"].provider
         one = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
@@ -197,13 +198,13 @@ def main() -> int:
         del scorers
 
         jpeg = photo.read_bytes()
-        backends = {"pytorch eager": ("torch", None, None), "onnxruntime fp32": ("onnx", "fp32", None),
-                    "onnxruntime int8": ("onnx", "int8", None), INT8_CPU: ("onnx", "int8", "cpu")}
+        backends = {"pytorch eager": (EAGER_SCRIPT, None, None), "onnxruntime fp32": (None, "fp32", None),
+                    "onnxruntime int8": (None, "int8", None), INT8_CPU: (None, "int8", "cpu")}
         procs, ports = [], {}
         try:  # all the servers up at once (one worker each, as deployed), taking turns
-            for name, (backend, variant, chosen) in backends.items():
+            for name, (script, variant, chosen) in backends.items():
                 ports[name] = serve.free_port()
-                procs.append(serve.start(onnx_dir, ports[name], variant=variant, backend=backend, provider=chosen))
+                procs.append(serve.start(onnx_dir, ports[name], variant=variant, provider=chosen, entry_script=script))
             served = interleaved({name: Client(port, body) for name, port in ports.items()}, args.requests)
             # the file itself as the body: no base64, no JSON
             raw_served = interleaved({name: Client(ports[name], jpeg, "image/jpeg")

@@ -63,17 +63,17 @@ def azure_layout(model_dir: Path) -> Path:
     return base / "1"
 
 
-def environment(model_dir: Path, variant: str | None, backend: str | None = None,
-                workers: int = 1, provider: str | None = None) -> dict[str, str]:
+def environment(model_dir: Path, variant: str | None, workers: int = 1, provider: str | None = None,
+                entry_script: Path | None = None) -> dict[str, str]:
+    """The server's environment; `entry_script` replaces score.py (the benchmarks' eager scorer)."""
     env = dict(os.environ)
     code = trainer_dir()
     env.update({"WORKER_COUNT": str(workers),  # as Azure's server reads it; the scorer shares the cores out by it
-                "AZUREML_MODEL_DIR": str(azure_layout(model_dir)), "AZUREML_ENTRY_SCRIPT": str(code / SCORE_SCRIPT),
+                "AZUREML_MODEL_DIR": str(azure_layout(model_dir)),
+                "AZUREML_ENTRY_SCRIPT": str(entry_script or code / SCORE_SCRIPT),
                 "PYTHONPATH": str(code) + os.pathsep + env.get("PYTHONPATH", "")})
     if variant:
         env["JOBGEN_ONNX_VARIANT"] = variant
-    if backend:
-        env["JOBGEN_SCORING_BACKEND"] = backend
     if provider:
         env["JOBGEN_ORT_PROVIDER"] = provider
     return env
@@ -92,10 +92,10 @@ def check_provider(provider: str | None) -> None:
 
 
 def start(model_dir: Path, port: int, variant: str | None = None, workers: int = 1,
-          log=None, backend: str | None = None, provider: str | None = None) -> subprocess.Popen:
+          log=None, provider: str | None = None, entry_script: Path | None = None) -> subprocess.Popen:
     """Start the server and wait until /score answers (tests and benchmarks use this)."""
     model_dir = check_model_dir(model_dir)
-    proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant, backend, workers, provider),
+    proc = subprocess.Popen(command(port, workers), env=environment(model_dir, variant, workers, provider, entry_script),
                             cwd=trainer_dir(), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 120

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .meta import ModelCard
+from .meta import ONNX_FILE, ExportReport, ModelCard
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_ROWS = 1000
@@ -147,21 +147,23 @@ def open_session(path: Path, threads: int | None = None, spinning: bool | None =
 
 
 class Scorer:
+    """The model folder's ONNX model behind the request checks. bench/eager_scoring.py subclasses it
+    to serve the same weights with PyTorch eager, the reference the serving benchmark compares with."""
+
+    # Resample the bottom half of an image on a helper thread (see _preprocess)
+    split_resize = True
+
     def __init__(self, model_dir: Path, variant: str | None = None, threads: int | None = None,
-                 backend: str | None = None, provider: str | None = None):
-        self.backend = (backend or os.environ.get("JOBGEN_SCORING_BACKEND") or "onnx").lower()
+                 provider: str | None = None):
         threads, spinning = thread_plan(threads)
-        self.threads, self.spinning, self._pool, self.provider = threads, spinning, None, "pytorch"
-        if self.backend == "torch":  # PyTorch eager, the same model: the reference the benchmarks compare with
-            self._init_torch(Path(model_dir), threads)
-            return
+        self.threads, self.spinning, self._pool = threads, spinning, None
         meta_path, onnx, int8, report_path = find_model(model_dir)
         self.meta = ModelCard.from_file(meta_path)
-        report = json.loads(report_path.read_text()) if report_path else {}
+        selected = ExportReport.read(report_path.parent).selected if report_path else ONNX_FILE
         choice = (variant or os.environ.get("JOBGEN_ONNX_VARIANT") or "auto").lower()
         if choice == "int8" and int8 is None:
             raise FileNotFoundError("no model.int8.onnx beside the model (re-run export_onnx.py)")
-        use_int8 = int8 is not None and (choice == "int8" or (choice == "auto" and report.get("selected") == int8.name))
+        use_int8 = int8 is not None and (choice == "int8" or (choice == "auto" and selected == int8.name))
         self.model_file = int8 if use_int8 else onnx
         self.session, self.provider = open_session(self.model_file, threads, spinning, provider)
         self.classes = list(self.meta.classes)
@@ -181,29 +183,7 @@ class Scorer:
             self.fields = {field.name: field for field in penguin_fields(self.pre)}
             self.checks = tuple((f.name, f.scale, f.low, f.high) for f in self.fields.values())
 
-    def _init_torch(self, model_dir: Path, threads: int) -> None:
-        import torch
-
-        from .artifacts import load_model_dir
-
-        meta = _nearest(model_dir, "model.json")
-        if meta is None or not (meta.parent / "model.pt").is_file():
-            raise FileNotFoundError(f"no model.pt beside model.json under {model_dir}")
-        torch.set_num_threads(threads)
-        self.torch_model, self.meta = load_model_dir(meta.parent)
-        self.model_file = meta.parent / "model.pt"
-        self.classes, self.task, self.pre = list(self.meta.classes), self.meta.task, self.meta.preprocessing
-        self._tables()
-
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        if self.backend == "torch":
-            import torch
-
-            with torch.inference_mode():
-                x = torch.from_numpy(batch)
-                if self.task == "images":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                return self.torch_model(x).float().numpy()
         return self.session.run(None, {"input": batch})[0]
 
     # -------------------------------------------------------------- inputs
@@ -306,7 +286,8 @@ class Scorer:
         where the halves' box edges round differently in the last bit. That saves about 0.4 ms
         of 2.2 ms on a 640 x 480 photo here. Only for ONNX Runtime, whose threads stop spinning when a run
         ends: PyTorch's OpenMP threads spin on for milliseconds after a forward pass, and the
-        helper thread would have to wait for the core (the split costs eager 0.3 ms)."""
+        helper thread would have to wait for the core (the split costs eager 0.3 ms; the eager
+        scorer of the benchmarks turns `split_resize` off)."""
         from PIL import Image
 
         w, h = img.size
@@ -321,7 +302,7 @@ class Scorer:
         sx, sy = w / nw, h / nh
         x0, y0, x1, y1 = left * sx, top * sy, (left + crop) * sx, (top + crop) * sy
         img.load()  # decode once, here, before two threads resample it
-        half = crop // 2 if self.threads > 1 and self.backend == "onnx" else crop
+        half = crop // 2 if self.threads > 1 and self.split_resize else crop
         if half < crop:
             bottom = self._helper().submit(img.resize, (crop, crop - half), Image.BILINEAR,
                                            (x0, y0 + half * sy, x1, y1))
