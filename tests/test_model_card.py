@@ -1,5 +1,5 @@
-"""model.json as one typed class (trainkit/meta.py): what the trainer writes and export,
-registration, scoring and prediction read. No torch: the fast tier runs this."""
+"""model.json and report.json as typed classes (trainkit/meta.py): what the trainer and the export
+write and export, registration, scoring and prediction read. No torch: the fast tier runs this."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from helpers import runs
 
 sys.path.insert(0, str(runs.TRAINER))
 from trainkit.errors import TrainError  # noqa: E402
-from trainkit.meta import read_meta  # noqa: E402
+from trainkit.meta import ExportReport, read_meta  # noqa: E402
 
 WRITTEN = {  # a model.json as the trainer has written it since format trainkit-model/1
     "arch": "mlp", "classes": ["Adelie", "Chinstrap", "Gentoo"], "format": "trainkit-model/1",
@@ -49,3 +49,34 @@ def test_a_bad_card_is_one_clear_error(tmp_path, content, expected):
     with pytest.raises(TrainError) as info:
         read_meta(tmp_path)
     assert expected in info.value.line()
+
+
+REPORT = {  # a report.json as export_onnx.py has written it, with its int8 verdict
+    "arch": "mlp", "batch_1_max_abs_diff": 1e-07, "classes": ["Adelie", "Chinstrap", "Gentoo"],
+    "export_seconds": 0.412, "max_abs_diff": 2.4e-07, "mlflow_run_id": "abc", "ok": True, "onnxruntime": "1.24.1",
+    "opset": 17, "predictions_equal": True, "samples": 64, "selected": "model.int8.onnx", "task": "penguins",
+    "tolerance": 0.0001, "val_accuracy": 0.97,
+    "int8": {"accuracy_drop": 0.0, "agreement_with_fp32": 1.0, "file": "model.int8.onnx", "fp32_accuracy": 0.97,
+             "int8_accuracy": 0.97, "max_accuracy_drop": 0.01, "method": "static QDQ", "provider": "cpu",
+             "val_samples": 103, "within_bound": True},
+}
+
+
+@pytest.mark.parametrize("written", [REPORT, {k: v for k, v in REPORT.items() if k != "int8"}],
+                         ids=["with-int8", "fp32-only"])
+def test_an_export_report_reads_and_writes_the_same_json(tmp_path, written):
+    (tmp_path / "report.json").write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
+    report = ExportReport.read(tmp_path)
+    assert report.ok and report.task == "penguins" and report.max_abs_diff == 2.4e-07
+    assert (report.int8 is not None) == ("int8" in written)
+    assert report.to_json() == (tmp_path / "report.json").read_text()
+
+
+def test_a_report_from_a_failed_or_foreign_export_reads_as_not_ok(tmp_path):
+    """registration refuses it with its own message (another model, parity failed), not a KeyError"""
+    (tmp_path / "report.json").write_text(json.dumps({"ok": False, "max_abs_diff": 0.5, "int8": {"file": "x"}}))
+    report = ExportReport.read(tmp_path)
+    assert not report.ok and report.task is None and report.int8 is None and report.selected == "model.onnx"
+    (tmp_path / "report.json").write_text("{not json")
+    with pytest.raises(TrainError, match="is not valid JSON"):
+        ExportReport.read(tmp_path)

@@ -5,7 +5,6 @@ and identical predicted classes, write a JSON report, exit non-zero when parity 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -17,7 +16,7 @@ import torch
 from .artifacts import load_model_dir
 from .errors import TrainError
 from .files import atomic_write_text
-from .meta import INT8_FILE, META_FILE, ONNX_FILE, REPORT_FILE
+from .meta import INT8_FILE, META_FILE, ONNX_FILE, REPORT_FILE, ExportReport, Int8Report
 from .samples import labelled_set, validation_set
 
 TOLERANCE = 1e-4
@@ -196,7 +195,7 @@ def quantize(fp32: Path, int8: Path, task: str, calibration: torch.Tensor) -> st
                 path.unlink()
 
 
-def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool = True) -> dict:
+def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool = True) -> ExportReport:
     model, meta = load_model_dir(model_dir)
     model = model.float().eval()
     inputs, labels = validation_set(meta, data)
@@ -207,11 +206,11 @@ def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool 
     picked = inputs[:: max(1, inputs.shape[0] // samples)][:samples] if inputs.shape[0] > samples else inputs
     start = time.perf_counter()
     export(model, picked[:2], output_dir / ONNX_FILE)
-    report = parity(model, output_dir / ONNX_FILE, picked)
-    report.update({"export_seconds": round(time.perf_counter() - start, 3), "task": meta.task,
-                   "arch": meta.arch, "classes": meta.classes, "val_accuracy": meta.val_accuracy,
-                   "mlflow_run_id": meta.mlflow_run_id, "selected": ONNX_FILE})
-    if int8 and report["ok"]:
+    report = ExportReport(**parity(model, output_dir / ONNX_FILE, picked),
+                          export_seconds=round(time.perf_counter() - start, 3), task=meta.task, arch=meta.arch,
+                          classes=meta.classes, val_accuracy=meta.val_accuracy, mlflow_run_id=meta.mlflow_run_id,
+                          selected=ONNX_FILE)
+    if int8 and report.ok:
         truth = labels.numpy()
         fp32_top1, _ = predictions(output_dir / ONNX_FILE, inputs)
         # calibrated on training samples: the validation samples that judge the result take no part in it
@@ -221,16 +220,15 @@ def run(model_dir: Path, data: Path, output_dir: Path, samples: int, int8: bool 
         n = max(1, len(truth))
         fp32_accuracy, int8_accuracy = float((fp32_top1 == truth).sum() / n), float((int8_top1 == truth).sum() / n)
         drop = fp32_accuracy - int8_accuracy
-        report["int8"] = {"file": INT8_FILE, "method": method, "val_samples": int(inputs.shape[0]),
-                          "fp32_accuracy": fp32_accuracy, "int8_accuracy": int8_accuracy, "accuracy_drop": drop,
-                          # the share of samples where int8 answers what fp32 answers: finer than the drop
-                          "agreement_with_fp32": float((fp32_top1 == int8_top1).sum() / n),
-                          "max_accuracy_drop": MAX_ACCURACY_DROP, "within_bound": drop <= MAX_ACCURACY_DROP,
-                          "provider": served_by}
+        report.int8 = Int8Report(file=INT8_FILE, method=method, val_samples=int(inputs.shape[0]),
+                                 fp32_accuracy=fp32_accuracy, int8_accuracy=int8_accuracy, accuracy_drop=drop,
+                                 agreement_with_fp32=float((fp32_top1 == int8_top1).sum() / n),
+                                 max_accuracy_drop=MAX_ACCURACY_DROP, within_bound=drop <= MAX_ACCURACY_DROP,
+                                 provider=served_by)
         if drop <= MAX_ACCURACY_DROP:
-            report["selected"] = INT8_FILE
+            report.selected = INT8_FILE
     shutil.copyfile(Path(model_dir) / META_FILE, output_dir / META_FILE)  # the ONNX folder serves on its own
-    atomic_write_text(output_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(output_dir / REPORT_FILE, report.to_json())
     return report
 
 
@@ -250,17 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     except TrainError as exc:
         sys.stderr.write(f"error: {exc.line()}\n")
         return 2
-    verdict = "ok" if report["ok"] else "FAILED"
-    print(f"[export] ONNX parity {verdict}: max |diff| {report['max_abs_diff']:.2e} (tolerance {TOLERANCE:g}) on "
-          f"{report['samples']} validation samples, predictions equal: {report['predictions_equal']}; "
+    verdict = "ok" if report.ok else "FAILED"
+    print(f"[export] ONNX parity {verdict}: max |diff| {report.max_abs_diff:.2e} (tolerance {TOLERANCE:g}) on "
+          f"{report.samples} validation samples, predictions equal: {report.predictions_equal}; "
           f"{args.output_dir / ONNX_FILE}", flush=True)
-    if not report["ok"]:
+    if not report.ok:
         sys.stderr.write(f"error: ONNX parity failed; see {args.output_dir / REPORT_FILE}\n")
         return 1
-    if "int8" in report:
-        q = report["int8"]
-        print(f"[export] int8 ({q['method']}): val accuracy {q['int8_accuracy']:.4f} vs fp32 {q['fp32_accuracy']:.4f} "
-              f"on {q['val_samples']} samples (ONNX Runtime, {q['provider']} provider), drop "
-              f"{q['accuracy_drop'] * 100:.2f} points (bound {MAX_ACCURACY_DROP * 100:.0f}), same answer as fp32 on "
-              f"{q['agreement_with_fp32']:.1%}; serving {report['selected']}", flush=True)
+    if report.int8 is not None:
+        q = report.int8
+        print(f"[export] int8 ({q.method}): val accuracy {q.int8_accuracy:.4f} vs fp32 {q.fp32_accuracy:.4f} "
+              f"on {q.val_samples} samples (ONNX Runtime, {q.provider} provider), drop "
+              f"{q.accuracy_drop * 100:.2f} points (bound {MAX_ACCURACY_DROP * 100:.0f}), same answer as fp32 on "
+              f"{q.agreement_with_fp32:.1%}; serving {report.selected}", flush=True)
     return 0

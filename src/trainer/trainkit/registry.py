@@ -15,11 +15,11 @@ import warnings
 from pathlib import Path
 
 from .errors import TrainError
-from .meta import INT8_FILE, META_FILE, ONNX_FILE, REPORT_FILE, read_meta
+from .meta import INT8_FILE, META_FILE, ONNX_FILE, REPORT_FILE, ExportReport, ModelCard, read_meta
 from .tracking import setup_mlflow
 
 
-def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[dict, dict]:
+def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[ModelCard, ExportReport]:
     meta = read_meta(model_dir)
     accuracy = meta.val_accuracy
     if accuracy is None:
@@ -29,16 +29,16 @@ def check_inputs(model_dir: Path, onnx_dir: Path) -> tuple[dict, dict]:
     if not report_path.is_file() or not (Path(onnx_dir) / ONNX_FILE).is_file():
         raise TrainError(f"{onnx_dir} has no {ONNX_FILE} and {REPORT_FILE}: the export did not run",
                          "nothing was registered; run export_onnx.py first")
-    report = json.loads(report_path.read_text())
+    report = ExportReport.read(onnx_dir)
     for key in ("task", "arch", "classes"):
-        if report.get(key) != getattr(meta, key):
-            raise TrainError(f"{onnx_dir} was exported from another model ({key}: {report.get(key)!r}, the model "
+        if getattr(report, key) != getattr(meta, key):
+            raise TrainError(f"{onnx_dir} was exported from another model ({key}: {getattr(report, key)!r}, the model "
                              f"folder has {getattr(meta, key)!r})", "pass the export of this model; nothing was registered")
-    if report.get("mlflow_run_id") != meta.mlflow_run_id:
-        raise TrainError(f"{onnx_dir} was exported from training run {report.get('mlflow_run_id')}, the model folder "
+    if report.mlflow_run_id != meta.mlflow_run_id:
+        raise TrainError(f"{onnx_dir} was exported from training run {report.mlflow_run_id}, the model folder "
                          f"comes from {meta.mlflow_run_id}", "re-run the export; nothing was registered")
-    if not report.get("ok"):
-        raise TrainError(f"ONNX parity failed (max |diff| {report.get('max_abs_diff')}); see {report_path}",
+    if not report.ok:
+        raise TrainError(f"ONNX parity failed (max |diff| {report.max_abs_diff}); see {report_path}",
                          "nothing was registered")
     return meta, report
 
@@ -56,8 +56,8 @@ def register(model_dir: Path, onnx_dir: Path, name: str, min_accuracy: float | N
     tags = {
         "task": meta.task, "arch": meta.arch, "classes": ",".join(meta.classes),
         "val_accuracy": f"{accuracy:.4f}",
-        "onnx_parity": "ok" if report["ok"] else "failed",
-        "onnx_max_abs_diff": f"{report['max_abs_diff']:.3e}",
+        "onnx_parity": "ok" if report.ok else "failed",
+        "onnx_max_abs_diff": f"{report.max_abs_diff:.3e}",
         "source_run": meta.mlflow_run_id or "unknown",
     }
     with mlflow.start_run(run_id=os.environ.get("MLFLOW_RUN_ID")) as run:
@@ -70,7 +70,7 @@ def register(model_dir: Path, onnx_dir: Path, name: str, min_accuracy: float | N
         info = mlflow.onnx.log_model(onnx_model, name="model", extra_files=extra,  # served together
                                      pip_requirements=mlflow.onnx.get_default_pip_requirements(),
                                      metadata={"classes": meta.classes, "task": meta.task,
-                                               "selected": report.get("selected", ONNX_FILE)})
+                                               "selected": report.selected})
         mlflow.log_artifact(str(Path(onnx_dir) / META_FILE), artifact_path="model_meta")
         mlflow.log_artifact(str(Path(onnx_dir) / REPORT_FILE), artifact_path="model_meta")
         chatter = io.StringIO()  # MLflow prints "Created version ..." itself; we print one line instead
