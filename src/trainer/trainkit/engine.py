@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import signal
 import sys
@@ -74,7 +75,15 @@ def build_for_task(args: argparse.Namespace, env: DistEnv, task: data_mod.TaskDa
     params = [p for p in model.parameters() if p.requires_grad]
     scheduler = None
     if args.task == "penguins":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=args.learning_rate * env.world_size)
+        # Fused: one kernel per step for all parameters, where the default loops over them in Python
+        # (0.33 s against 0.58 s for 900 steps of a small MLP here).
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=args.learning_rate * env.world_size,
+                                                            fused=device.type in ("cpu", "cuda"))
+        if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # The MLP's operations are far below the size PyTorch splits across threads, and its
+            # OpenMP threads spin-wait between them: beside another busy process (the tracking
+            # process, another rank) that cost 2-8x in samples/s on 2 cores here. One thread.
+            torch.set_num_threads(1)
     else:
         optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
