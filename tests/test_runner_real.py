@@ -251,7 +251,10 @@ def test_env_venv_installs_what_the_environment_lists(work):
     assert "1.0" in (Path(summary["run_dir"]) / "user_logs" / "std_log_process_00.txt").read_text()
 
 
-def test_mlflow_artifacts_of_a_job_land_beside_the_store_not_in_its_code(work):
+def test_mlflow_artifacts_of_a_job_land_beside_the_store_not_in_its_code(work, monkeypatch):
+    # mlflow.set_experiment in the caller's process leaves MLFLOW_EXPERIMENT_ID behind: it names an
+    # experiment of another store, and the job's MLflow refused it beside MLFLOW_EXPERIMENT_NAME
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "2")
     (work / "src").mkdir()
     (work / "src" / "log.py").write_text("import mlflow\nmlflow.log_text('x', 'a.txt')\n"
                                          "print('artifacts at', mlflow.get_artifact_uri())\n")

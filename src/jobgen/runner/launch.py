@@ -38,9 +38,12 @@ READ_BYTES = 1024 * 1024  # read a log in pieces of this size ...
 READ_PER_POLL = 16 * READ_BYTES  # ... and at most this much of it per poll
 FINAL_READS = 8  # after the job: at most this many polls' worth of log still to read
 MAX_LINE_BYTES = 16 * 1024  # what is kept of one line (progress bars end lines with \r, not \n)
+# Set for each job by the runner, never inherited from its caller (MLFLOW_EXPERIMENT_ID: one left in the
+# caller's environment by mlflow.set_experiment names another store's experiment, and MLflow refuses
+# it beside the job's MLFLOW_EXPERIMENT_NAME)
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
-                      "MASTER_ADDR", "MASTER_PORT", "MLFLOW_RUN_ID", "AZUREML_RUN_ID", "AZ_BATCH_MASTER_NODE",
-                      "AZ_BATCHAI_MPI_MASTER_NODE", "TF_CONFIG")
+                      "MASTER_ADDR", "MASTER_PORT", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "AZUREML_RUN_ID",
+                      "AZ_BATCH_MASTER_NODE", "AZ_BATCHAI_MPI_MASTER_NODE", "TF_CONFIG")
 LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "PRTE_", "TORCHELASTIC_", "JOBGEN_")
 
 MPI_SHIM = r"""#!/bin/bash
