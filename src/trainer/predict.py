@@ -1,8 +1,7 @@
 """Entry point: `python predict.py --help` (see trainkit/predict.py)."""
 
-import sys
-
+from trainkit.exits import leave_now
 from trainkit.predict import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave_now(main())  # sys.exit(main()), without the teardown (trainkit/exits.py)

@@ -1,8 +1,7 @@
 """Entry point: `python register.py --help` (see trainkit/registry.py)."""
 
-import sys
-
+from trainkit.exits import leave_now
 from trainkit.registry import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave_now(main())  # sys.exit(main()), without the teardown (trainkit/exits.py)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .exits import leave_now
 from .launcher import DistEnv
 
 
@@ -74,16 +75,4 @@ def leave(code: int):
     it only costs time: freeing every module of torch takes about 1 s here, after the work is done
     and saved. A single process still runs its atexit callbacks (no gloo threads to race); a
     distributed rank runs none. Output is flushed first; MLflow's run has already been ended by then."""
-    if not _DISTRIBUTED:
-        import atexit
-
-        atexit._run_exitfuncs()  # what sys.exit would run before the teardown
-    import logging
-
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    leave_now(code, atexit_callbacks=not _DISTRIBUTED)

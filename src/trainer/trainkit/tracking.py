@@ -315,6 +315,7 @@ if __name__ == "__main__":
     code = serve()
     # Everything is logged and the run ended (MLflow's SQL store has committed): skip the
     # interpreter's teardown of MLflow and SQLAlchemy, which took about a second the trainer
-    # would wait for.
-    sys.stdout.flush()
-    os._exit(code)
+    # would wait for, and MLflow's atexit callbacks (they would end the run a second time).
+    from trainkit.exits import leave_now
+
+    leave_now(code, atexit_callbacks=False)
