@@ -118,6 +118,7 @@ class Trainer:
         self.conv = parts.channels_last
         self.stop_requested = False
         self.stop_every = 1  # steps between SIGTERM checks across ranks; tuned after each epoch
+        self.stop_after_epoch = False  # a SIGTERM agreed on at the end of an epoch
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
         self.skip_batches = 0
@@ -136,8 +137,28 @@ class Trainer:
         if env.distributed:
             ids = [device.index] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self._settle_buckets()
         if args.compile:
             self.model = torch.compile(self.model)
+
+    def _settle_buckets(self) -> None:
+        """One forward and backward pass of zeros, before the first step, so that every step uses
+        the gradient buckets DDP rebuilds after its first backward (in the order the gradients
+        became ready). Without it the first step of each start used the initial layout instead, and
+        with more than two ranks gloo sums a parameter's gradient in another order when it sits
+        elsewhere in the bucket: a job resumed from its checkpoint drifted from an uninterrupted run
+        in the last bits. Eval mode (no BatchNorm statistics move), zero gradients, no step."""
+        shape = [1, *self.task.input_shape]
+        x = torch.zeros(shape, device=self.device)
+        if self.conv:
+            x = x.contiguous(memory_format=torch.channels_last)
+        was_training = self.model.training
+        self.model.eval()
+        with self._autocast():
+            out = self.model(x)
+        (out.float().sum() * 0).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.train(was_training)
 
     @property
     def raw_model(self) -> nn.Module:
@@ -207,6 +228,11 @@ class Trainer:
                 self._save_snapshot(epoch, next_batch=step + 1)
                 stopped = True
                 break
+        if not stopped and self.env.distributed and self._stop_agreed():
+            # The last step of the epoch is checked too: with fewer steps per epoch than
+            # stop_every, a SIGTERM would otherwise never be agreed on. The epoch is finished
+            # (evaluated, checkpointed as a whole epoch) and training stops after it.
+            self.stop_after_epoch = True
         totals = torch.stack([loss_sum, count])
         if self.env.distributed:
             dist.all_reduce(totals)
@@ -345,6 +371,11 @@ class Trainer:
                 if tracker is not None:
                     tracker.epoch(record)
                 self._save_snapshot(epoch)
+                if self.stop_after_epoch:
+                    if env.is_main:
+                        print(f"[train] stopped by SIGTERM after epoch {epoch + 1}; checkpoint written to "
+                              f"{self.checkpoint}", flush=True)
+                    return False
             peaks = self._peak_rss_mb()  # every rank takes part in the gather
             if tracker is not None:
                 tracker.finish(peaks)
