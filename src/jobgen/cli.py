@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__, paths
 from .errors import JobgenError, LintFailed
 
-COMMANDS = ("render", "lint", "run", "submit", "download", "serve")
+COMMANDS = ("render", "lint", "run", "logs", "submit", "download", "serve")
 
 EPILOG_RENDER = """\
 examples:
@@ -134,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-lint", action="store_true", help="run without linting the job first")
     run.add_argument("-q", "--quiet", action="store_true", help="print only the summary (CI)")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end (progress goes to stderr)")
+    faults = run.add_argument_group("failures (what Azure does to distributed jobs, made to happen here)")
+    faults.add_argument("--preempt", action="append", default=[], metavar="[STEP:]NODE@WHEN",
+                        help="preempt a node as a low-priority eviction does: SIGTERM to its processes, SIGKILL "
+                             "after 30 s, the other nodes stopped, then the job requeued from the start with the "
+                             "same outputs. WHEN: seconds after the start (1@20) or /REGEX/ matched by a log line "
+                             "(1@/epoch 2\\//). Repeat it to preempt the 2nd attempt too")
+    faults.add_argument("--kill", action="append", default=[], metavar="[STEP:]RANK@WHEN",
+                        help="SIGKILL one rank (a crash, an out-of-memory kill): the job fails and is not requeued")
+    faults.add_argument("--max-requeues", type=int, default=None, metavar="N",
+                        help="requeue a preempted job at most N times (default 3; Azure documents no number)")
+    faults.add_argument("--hang-timeout", type=float, metavar="S",
+                        help="a rank that prints nothing and uses no CPU for S seconds is hung: every rank's Python "
+                             "stacks go to user_logs/hang_stacks.txt, a summary is printed, the job is stopped")
+    faults.add_argument("--hang-report-only", action="store_true",
+                        help="with --hang-timeout: report a hang and let the job go on")
 
     def workspace_flags(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("workspace (default: config.json found upward, or AZURE_SUBSCRIPTION_ID, "
@@ -162,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "endpoint's traffic to it")
     submit.add_argument("--no-lint", action="store_true", help="submit without linting first")
     submit.add_argument("--json", action="store_true", help="print one JSON object")
+    logs = sub.add_parser("logs", help="every rank's log of a run, merged in time order, the first failure first",
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description="Merge user_logs/std_log_process_NN.txt of every rank (and every pipeline step "
+                          "or sweep trial) in the order the lines were written, each prefixed [node/rank], led by "
+                          "the first failure and its traceback. az ml job stream shows process 0 only.",
+                          epilog="examples:\n  python generator.py logs runs/penguins-mlp-ddp-20261202-101500\n"
+                          "  python generator.py logs RUN_DIR --rank 3 --grep 'Error|Traceback'\n"
+                          "  python generator.py logs RUN_DIR --follow      (while generator.py run is going)")
+    logs.add_argument("run", metavar="RUN_DIR", type=Path, help="a run folder of generator.py run")
+    logs.add_argument("--rank", action="append", default=[], metavar="N[,N]",
+                      help="only these global ranks (repeatable)")
+    logs.add_argument("--grep", metavar="REGEX", help="only lines that match (Python regular expression)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they are written, "
+                      "until the run ends (Ctrl-C stops)")
     download = sub.add_parser("download", help="download a job's outputs")
     download.add_argument("job_name", metavar="JOB_NAME")
     download.add_argument("--output", metavar="NAME", help="one named output (default: all)")
@@ -197,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "submit":
             return cmd_submit(args)
+        if args.command == "logs":
+            return cmd_logs(args)
         if args.command == "download":
             return cmd_download(args)
         if args.command == "serve":
@@ -453,8 +484,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise JobgenError("--timeout must be positive", where="--timeout", hint="seconds, e.g. --timeout 600")
     options = Options(run_dir=args.run_dir, sets=args.sets, data=args.data, components=args.components,
                       timeout=args.timeout, quiet=args.quiet, json=args.json, catalog=args.catalog,
-                      lint=not args.no_lint, dry_run=args.dry_run, env=args.env)
+                      lint=not args.no_lint, dry_run=args.dry_run, env=args.env, faults=_faults(args))
     return run(args.job, options)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from . import logs
+
+    ranks = None
+    if args.rank:
+        try:
+            ranks = {int(part) for text in args.rank for part in text.split(",") if part.strip()}
+        except ValueError:
+            raise JobgenError(f"--rank {' '.join(args.rank)!r} is not a list of rank numbers", where="--rank",
+                              hint="e.g. --rank 3 or --rank 0,3") from None
+    return logs.show(args.run, ranks=ranks, grep=args.grep, follow=args.follow)
+
+
+def _faults(args: argparse.Namespace):
+    """--preempt, --kill, --max-requeues, --hang-timeout as a faults.Faults (None: none given)."""
+    from .runner.faults import MAX_REQUEUES, Faults, parse_fault
+
+    if args.hang_timeout is not None and not args.hang_timeout > 0:
+        raise JobgenError("--hang-timeout must be positive", where="--hang-timeout",
+                          hint="seconds without output or CPU, e.g. --hang-timeout 120")
+    if args.max_requeues is not None and args.max_requeues < 0:
+        raise JobgenError("--max-requeues must be 0 or more", where="--max-requeues", hint="e.g. --max-requeues 3")
+    if args.hang_report_only and args.hang_timeout is None:
+        raise JobgenError("--hang-report-only needs --hang-timeout", where="--hang-report-only",
+                          hint="e.g. --hang-timeout 120 --hang-report-only")
+    faults = Faults(preempts=[parse_fault("preempt", t) for t in args.preempt],
+                    kills=[parse_fault("kill", t) for t in args.kill],
+                    max_requeues=MAX_REQUEUES if args.max_requeues is None else args.max_requeues,
+                    hang_timeout=args.hang_timeout, hang_stop=not args.hang_report_only)
+    return faults if faults or args.max_requeues is not None else None
 
 
 # ------------------------------------------------------------------ Azure

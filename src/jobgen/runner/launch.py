@@ -70,6 +70,7 @@ exit $rc
 
 
 LINE_END = re.compile(rb"\r\n|\r|\n")
+TIMELINE = ".timeline"  # in user_logs/: see Launch._flush_timeline and jobgen/logs.py
 GUARD = Path(__file__).with_name("guard.py")
 _LIFELINE: list[int] = []
 
@@ -105,6 +106,7 @@ class Proc:
     offset: int = 0  # bytes of the log read so far
     pending: bytearray = field(default_factory=bytearray)  # the line being written, at most MAX_LINE_BYTES
     cut: bool = False  # the pending line was longer than MAX_LINE_BYTES: the rest is skipped
+    last_output: float = field(default_factory=time.monotonic)  # when its log last grew by a line
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Outcome:
     message: str = ""
     traceback: str = ""
     procs: list[Proc] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # requeued after a preemption: each attempt
 
 
 class Tree:
@@ -195,6 +198,8 @@ class Launch:
         self.n = instance_count
         self.distribution = distribution
         self.on_line, self.on_state = on_line, on_state
+        self.watchers: list[Any] = []  # objects with line(launch, proc, text) and poll(launch): faults.py, hangs.py
+        self._timeline: list[str] = []
         self.procs: list[Proc] = []
         self.tree = Tree()
         self.mpirun: subprocess.Popen | None = None
@@ -206,8 +211,9 @@ class Launch:
     # -------------------------------------------------------------- start
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for old in self.logs.glob("std_log_process_*.txt"):
-            old.unlink()
+        for old in [*self.logs.glob("std_log_process_*.txt"), self.logs / TIMELINE]:
+            if old.exists():
+                old.unlink()
         if self.kind == "none":
             self._start_plain([(0, 0, 0)], {})
         elif self.kind == "pytorch":
@@ -319,19 +325,21 @@ class Launch:
                 chunk = fh.read(min(READ_BYTES, budget))
                 if not chunk:
                     break
+                base = proc.offset
                 proc.offset += len(chunk)
                 budget -= len(chunk)
-                self._lines(proc, chunk)
+                self._lines(proc, chunk, base)
         if final and budget > 0 and proc.pending:  # the end of the log: its last line has no newline
-            self._emit(proc, bytes(proc.pending))
+            self._emit(proc, bytes(proc.pending), proc.offset)
             proc.pending.clear()
+        self._flush_timeline()
 
-    def _lines(self, proc: Proc, chunk: bytes) -> None:
+    def _lines(self, proc: Proc, chunk: bytes, base: int) -> None:
         start = 0
         for match in LINE_END.finditer(chunk):
             self._keep(proc, chunk[start:match.start()])
             if not (match.group() == b"\n" and not proc.pending and proc.last_end == b"\r" and start == match.start()):
-                self._emit(proc, bytes(proc.pending))
+                self._emit(proc, bytes(proc.pending), base + match.end())
             proc.pending.clear()
             proc.cut = False
             proc.last_end = match.group()[-1:]
@@ -349,10 +357,26 @@ class Launch:
         else:
             proc.pending += piece
 
-    def _emit(self, proc: Proc, raw: bytes) -> None:
+    def _emit(self, proc: Proc, raw: bytes, end: int) -> None:
         line = raw.decode("utf-8", "replace") + (" [line cut at 16 KiB]" if proc.cut else "")
         proc.last_line = line or proc.last_line
+        proc.last_output = time.monotonic()
+        self._timeline.append(f"{time.time():.3f} {proc.rank} {end}\n")
         self.on_line(proc, line)
+        for watcher in self.watchers:
+            watcher.line(self, proc, line)
+
+    def _flush_timeline(self) -> None:
+        """user_logs/.timeline: when each line of each rank's log was read (time, rank, the byte
+        offset where the line ends), for `generator.py logs` to merge the ranks in that order."""
+        if not self._timeline:
+            return
+        try:
+            with open(self.logs / TIMELINE, "a") as fh:
+                fh.write("".join(self._timeline))
+        except OSError:  # a full disk: the logs themselves matter more
+            pass
+        self._timeline.clear()
 
     def _collect(self) -> None:
         """Exit codes of processes that ended since the last poll."""
@@ -416,6 +440,14 @@ class Launch:
                 status, message = "TimedOut", f"time limit of {timeout:g} s reached"
                 self._stop_others()
                 break
+            for watcher in self.watchers:
+                verdict = watcher.poll(self)
+                if verdict:  # a watcher ends the job (a hang): Failed, with its reason
+                    status, message = "Failed", verdict
+                    break
+            if status == "Failed":
+                self._stop_others()
+                break
             time.sleep(POLL_SECONDS)
         self._collect()
         for proc in self.procs:
@@ -431,7 +463,9 @@ class Launch:
         failure = failure or self.first_failure()
         if status == "Completed" and failure is not None:
             status = "Failed"
-        if status == "Failed" and failure is not None:
+        if status == "Failed" and failure is None and message:  # a watcher's verdict: no rank failed by itself
+            pass
+        elif status == "Failed" and failure is not None:
             message = f"rank {failure.rank} (node {failure.node}) failed first, exit code {failure.exit_code}"
             message += missing_program(failure.exit_code, tail_of(failure.log, lines=5))
         elif status == "Failed":
@@ -460,6 +494,31 @@ class Launch:
                 proc.popen.kill()
             if proc.popen is not None:
                 proc.popen.wait()
+
+    def rank_processes(self, proc: Proc) -> list[Any]:
+        """The processes of one rank, as psutil.Process objects: everything under its guard (the
+        guard itself stays to report the exit), or under mpirun the processes that carry the
+        rank's OMPI_COMM_WORLD_RANK, without the shim (it records the exit)."""
+        import psutil
+
+        if proc.popen is not None:
+            try:
+                return psutil.Process(proc.popen.pid).children(recursive=True)
+            except psutil.Error:
+                return []
+        if self.mpirun is not None:
+            self.tree.watch(self.mpirun.pid)
+        found = []
+        for candidate in self.tree.alive():
+            try:
+                if candidate.environ().get("OMPI_COMM_WORLD_RANK") != str(proc.rank):
+                    continue
+                if any(part.endswith("mpi_rank.sh") for part in candidate.cmdline()):
+                    continue
+            except psutil.Error:
+                continue
+            found.append(candidate)
+        return found
 
     def kill(self) -> None:
         """Leave nothing behind (Ctrl-C, SIGTERM, errors)."""

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -45,6 +46,7 @@ class Options:
     lint: bool = True
     dry_run: bool = False
     env: str = "layer"  # layer: the runner's packages, a layer for the job's installs; venv: + its pip list
+    faults: Any = None  # faults.Faults: --preempt, --kill, --max-requeues, --hang-timeout
 
 
 class Refused(JobgenError):
@@ -123,6 +125,8 @@ class Runner:
         planner = Planner(self.path, data, text, catalog, run_dir, self.options.timeout, experiment)
         plan = planner.build()
         self.environment_layers(plan)
+        if self.options.faults is not None:
+            plan.problems.extend(self.options.faults.resolve(plan.tasks, plan.kind))
         return plan, planner
 
     def run_dir(self, name: str) -> Path:
@@ -186,7 +190,7 @@ class Runner:
         except OSError as exc:
             raise JobgenError(f"cannot write in the run folder: {exc.strerror}", where=paths.display(run_dir),
                               hint="free disk space (df -h) or choose a --run-dir on another disk") from None
-        ctx = RunContext(self.reporter, threading.Event(), mlflow_store())
+        ctx = RunContext(self.reporter, threading.Event(), mlflow_store(), faults=self.options.faults)
         mount = Mount(run_dir)  # shell-safe paths for ${{inputs.x}} / ${{outputs.y}}
         for task in plan.tasks:
             task.mount = mount
@@ -268,7 +272,7 @@ class Runner:
     def print_summary(self, summary: dict) -> None:
         if self.options.json:
             keys = ("status", "kind", "run_dir", "outputs", "failed_rank", "failed_step", "duration_s", "message",
-                    "steps", "trials", "best_trial")
+                    "attempts", "resumable", "steps", "trials", "best_trial")
             print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
             return
         out = sys.stdout
@@ -279,9 +283,13 @@ class Runner:
             return text.replace(summary["run_dir"], short)
 
         out.write(f"\n{summary['kind']} {status} in {summary['duration_s']:.1f}s; run folder {summary['run_dir']}\n")
+        for line in attempt_lines(summary.get("attempts") or []):
+            out.write(f"  {line}\n")
         for step, info in (summary.get("steps") or {}).items():
             took = f"{info['duration_s']:.1f}s" if "duration_s" in info else ""
             out.write(f"  step {step:<14} {info['status']:<10} {took:>7}  {brief(info.get('last_line', ''))}\n")
+            for line in attempt_lines(info.get("attempts") or []):
+                out.write(f"    {line}\n")
         if summary.get("last_line") and summary["kind"] == "command":
             out.write(f"  {brief(summary['last_line'])}\n")
         for out_name, out_path in (summary.get("outputs") or {}).items():
@@ -308,11 +316,48 @@ def plan_json(plan: Plan, planner: Planner) -> dict:
                        "environment_variables": sorted(t.environment_variables)} for t in plan.tasks]}
 
 
+def attempt_lines(attempts: list[dict]) -> list[str]:
+    """A requeued job's attempts, one line each, and whether the later ones resumed."""
+    if len(attempts) < 2:
+        return []
+    lines = [f"{len(attempts)} attempts:"]
+    for a in attempts:
+        where = ""
+        if a.get("resumed") is True:
+            where = f", resumed at epoch {a['resumed_at_epoch']}"
+        elif a.get("resumed") is False:
+            where = ", started over (not resumable)"
+        cause = f": {a['message']}" if a["status"] != "Completed" and a.get("message") else ""
+        lines.append(f"  attempt {a['attempt']} {a['status']} after {a['duration_s']:.1f}s{where}{cause}")
+    verdict = resumable(attempts)
+    if verdict is False:
+        lines.append("  not resumable: a requeued attempt redid all the work; checkpoint to an output folder "
+                     "and resume from it (as src/trainer does with --checkpoint-dir)")
+    return lines
+
+
+def resumable(attempts: list[dict]) -> bool | None:
+    """False when a requeued attempt started over, True when every one resumed, None when unknown."""
+    later = [a.get("resumed") for a in attempts[1:]]
+    if not later:
+        return None
+    if any(r is False for r in later):
+        return False
+    return True if all(r is True for r in later) else None
+
+
+def with_attempts(info: dict, outcome) -> dict:
+    if len(outcome.attempts) > 1:
+        info["attempts"] = outcome.attempts
+        info["resumable"] = resumable(outcome.attempts)
+    return info
+
+
 def result_summary(result: TaskResult) -> dict:
     o = result.outcome
-    return {"status": o.status, "outputs": result.outputs, "failed_rank": o.failed_rank, "message": o.message,
-            "last_line": last_line(result), "traceback": o.traceback, "logs": str(result.task.run_dir / "user_logs"),
-            "task_duration_s": round(o.duration, 3)}
+    return with_attempts({"status": o.status, "outputs": result.outputs, "failed_rank": o.failed_rank,
+                          "message": o.message, "last_line": last_line(result), "traceback": o.traceback,
+                          "logs": str(result.task.run_dir / "user_logs"), "task_duration_s": round(o.duration, 3)}, o)
 
 
 def pipeline_summary(plan: Plan, states: dict[str, str], results: dict[str, TaskResult], stopped: bool) -> dict:
@@ -334,6 +379,7 @@ def pipeline_summary(plan: Plan, states: dict[str, str], results: dict[str, Task
             r = results[step]
             info.update(run_dir=str(r.task.run_dir), duration_s=round(r.outcome.duration, 3),
                         failed_rank=r.outcome.failed_rank, outputs=r.outputs, last_line=last_line(r))
+            with_attempts(info, r.outcome)
         steps[step] = info
     summary = {"status": status, "outputs": {k: str(v) for k, v in plan.outputs.items()}, "steps": steps,
                "failed_step": failed, "failed_rank": results[failed].outcome.failed_rank if failed else None}

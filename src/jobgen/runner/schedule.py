@@ -9,7 +9,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .launch import Launch
 from .progress import Reporter
@@ -26,6 +26,7 @@ class RunContext:
     stop: threading.Event  # Ctrl-C, SIGTERM, SIGHUP: stop everything
     mlflow_uri: str
     launches: list[Launch] = field(default_factory=list)
+    faults: Any = None  # faults.Faults: --preempt, --kill, --hang-timeout
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Scheduler:
                         stops[task.id] = threading.Event()
                         states[task.id] = "Running"
                         running[pool.submit(execute, task, self.ctx.reporter, stops[task.id], self.ctx.mlflow_uri,
-                                            self.ctx.launches)] = task
+                                            self.ctx.launches, self.ctx.faults)] = task
                 if not running:
                     break
                 done, _ = wait(list(running), timeout=self.poll_seconds, return_when=FIRST_COMPLETED)

@@ -175,7 +175,9 @@ def job_layer(task: Task):
 
 
 def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: str,
-            launches: list[Launch] | None = None) -> TaskResult:
+            launches: list[Launch] | None = None, faults=None) -> TaskResult:
+    """Run the unit; with ``faults`` (faults.Faults), inject them, watch for hangs, and requeue a
+    preempted attempt as Azure does."""
     outputs = {name: str(path) for name, path in task.outputs.items()}
     try:
         prepare(task)
@@ -189,31 +191,108 @@ def execute(task: Task, reporter: Reporter, stop: threading.Event, mlflow_uri: s
         return _not_started(task, reporter, outputs, exc)
     except KeyError as exc:  # the plan binds every command first; a bug if it comes here
         raise RuntimeError(f"{task.label}: unbound ${{{{{exc.args[0]}}}}}") from None
-    launch = Launch(name=task.label, command=command, cwd=task.run_dir / "code",
-                    env=environment(task, mlflow_uri, job_env.bin_dir),
-                    logs=task.run_dir / "user_logs", instance_count=task.instance_count,
-                    distribution=task.distribution,
-                    on_line=lambda proc, line: reporter.proc_line(task.label, proc, line),
-                    on_state=lambda proc: reporter.proc_state(task.label, proc))
-    if launches is not None:
-        launches.append(launch)
+    env = environment(task, mlflow_uri, job_env.bin_dir)
     reporter.task_started(task.label, task.describe())
-    try:
-        launch.start()
-        outcome = launch.wait(task.timeout, stop)
-    except OSError as exc:
-        launch.kill()
-        return _not_started(task, reporter, outputs, exc)
-    except BaseException:
-        launch.kill()
-        raise
+    attempts: list[dict[str, Any]] = []
+    attempt = 1
+    while True:
+        launch = Launch(name=task.label, command=command, cwd=task.run_dir / "code", env=env,
+                        logs=task.run_dir / "user_logs", instance_count=task.instance_count,
+                        distribution=task.distribution,
+                        on_line=lambda proc, line: reporter.proc_line(task.label, proc, line),
+                        on_state=lambda proc: reporter.proc_state(task.label, proc))
+        injector = _watch(launch, task, reporter, faults, attempt)
+        if launches is not None:
+            launches.append(launch)
+        try:
+            launch.start()
+            outcome = launch.wait(task.timeout, stop)
+        except OSError as exc:
+            launch.kill()
+            return _not_started(task, reporter, outputs, exc)
+        except BaseException:
+            launch.kill()
+            raise
+        attempts.append(_attempt_record(task, attempt, outcome, injector))
+        if outcome.status != "Preempted" or faults is None:
+            break
+        if attempt > faults.max_requeues or stop.is_set():
+            outcome.status = "Failed"
+            outcome.message += (f"; not requeued: --max-requeues {faults.max_requeues} reached" if not stop.is_set()
+                                else "; stopped before its requeue")
+            break
+        _keep_attempt_logs(task, attempt)
+        attempt += 1
+        reporter.note(f"{task.label}: requeued, as Azure requeues a preempted job: attempt {attempt} of at most "
+                      f"{faults.max_requeues + 1}, the same command from the start with the same outputs")
+    outcome.attempts = attempts
     return _finish(task, reporter, outcome, command, outputs)
+
+
+def _watch(launch: Launch, task: Task, reporter: Reporter, faults, attempt: int):
+    """The faults this attempt gets (--preempt, --kill) and the hang watch; returns the injector."""
+    if faults is None:
+        return None
+    from .faults import Injector
+    from .hangs import HangWatch
+
+    say = lambda text: reporter.note(f"{task.label}: {text}")  # noqa: E731
+    injector = None
+    chosen = faults.for_attempt(task.id, attempt)
+    if chosen:
+        injector = Injector(chosen, faults.grace, say)
+        launch.watchers.append(injector)
+    if faults.hang_timeout:
+        launch.watchers.append(HangWatch(faults.hang_timeout, task.run_dir / "user_logs", say, faults.hang_stop))
+    return injector
+
+
+def _attempt_record(task: Task, attempt: int, outcome: Outcome, injector) -> dict[str, Any]:
+    """What one attempt was: its status and cause, and for a requeued one where it started."""
+    if injector is not None and injector.preempted is not None and outcome.status not in ("Canceled", "TimedOut"):
+        outcome.status = "Preempted"
+        outcome.message = (f"node {injector.preempted.target} preempted at {injector.preempted_at:.1f} s "
+                           f"({injector.preempted.flag})")
+    elif injector is not None and injector.killed is not None and outcome.status == "Failed":
+        outcome.message += f" (killed by {injector.killed.flag})"
+    record: dict[str, Any] = {"attempt": attempt, "status": outcome.status, "duration_s": round(outcome.duration, 3),
+                              "message": outcome.message}
+    if attempt > 1:
+        from .faults import resumed_epoch
+
+        try:
+            text = (task.run_dir / "user_logs" / "std_log_process_00.txt").read_text(errors="replace")
+        except OSError:
+            text = ""
+        where = resumed_epoch(text)
+        if where is False:
+            record["resumed"] = False  # it started over: the work of the attempts before was lost
+        elif where is not None:
+            record["resumed"] = True
+            record["resumed_at_epoch"] = where
+    return record
+
+
+def _keep_attempt_logs(task: Task, attempt: int) -> None:
+    """user_logs/attempt_N/: one attempt's logs, kept before the next attempt starts."""
+    logs = task.run_dir / "user_logs"
+    kept = logs / f"attempt_{attempt}"
+    kept.mkdir(parents=True, exist_ok=True)
+    for log in [*logs.glob("std_log_process_*.txt"), logs / ".timeline"]:
+        if log.exists():
+            shutil.move(str(log), str(kept / log.name))
+    stacks = logs / "hang_stacks.txt"
+    if stacks.exists():
+        shutil.move(str(stacks), str(kept / stacks.name))
 
 
 def _finish(task: Task, reporter: Reporter, outcome: Outcome, command: str, outputs: dict[str, str]) -> TaskResult:
     record = {"name": task.name, "status": outcome.status, "duration_s": round(outcome.duration, 3),
               "failed_rank": outcome.failed_rank, "exit_code": outcome.exit_code, "message": outcome.message,
-              "command": command, "outputs": outputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+              "command": command, "outputs": outputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "nodes": task.instance_count, "processes_per_node": task.processes // max(1, task.instance_count)}
+    if len(outcome.attempts) > 1:
+        record["attempts"] = outcome.attempts
     if outcome.status != "Completed" and rundir.disk_full(task.run_dir):
         outcome.message += "; the run folder's disk is full (df -h), which may be why"
     try:
