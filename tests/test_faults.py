@@ -168,3 +168,30 @@ def test_bad_fault_flags_are_one_line_and_nothing_runs(work, flags, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.stderr, result.stderr
     assert not (work / "r").exists()
+
+
+def test_without_py_spy_only_a_process_with_a_faulthandler_gets_sigusr1(tmp_path, monkeypatch):
+    """SIGUSR1 ends a process that has no handler for it: it is sent only where SigCgt says one is
+    installed (our trainer installs faulthandler's), and the stacks land in that process's log."""
+    from jobgen.runner import hangs
+
+    monkeypatch.setattr(hangs, "py_spy", lambda: None)
+    with_handler = tmp_path / "with.txt"
+    code = "import faulthandler, signal, time\n{}\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    procs = []
+    for log, setup in ((with_handler, "faulthandler.register(signal.SIGUSR1, all_threads=True)"),
+                       (tmp_path / "without.txt", "")):
+        with open(log, "w") as out:
+            procs.append(subprocess.Popen([sys.executable, "-c", code.format(setup)], stdout=out, stderr=out))
+    try:
+        for log in (with_handler, tmp_path / "without.txt"):
+            runs.wait_for(lambda: "ready" in log.read_text(), timeout=30)
+        stacks = [hangs.read_stacks([psutil.Process(p.pid)]) for p in procs]
+        assert "faulthandler" in stacks[0].text and "could not be read" in stacks[1].text
+        runs.wait_for(lambda: "Current thread" in with_handler.read_text() or "Thread 0x" in with_handler.read_text(),
+                      timeout=10)
+        assert all(p.poll() is None for p in procs), "a process was ended by SIGUSR1"
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
