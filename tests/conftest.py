@@ -12,6 +12,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # lint's cache of azure-ai-ml verdicts (lint/cache.py): one of the test session's own, never the user's.
 _LINT_CACHE = tempfile.mkdtemp(prefix="jobgen-test-lint-cache-")
 os.environ["JOBGEN_LINT_CACHE"] = _LINT_CACHE
+# the migrated empty MLflow store new stores are copied from (runner/mlflowstore.py): the session's own
+os.environ["JOBGEN_STORE_TEMPLATES"] = os.path.join(_LINT_CACHE, "mlflow-store")
 
 
 # Test tiers. `make test` runs everything; `make test-fast` (pytest -m "not full") runs what needs no

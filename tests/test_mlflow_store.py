@@ -129,6 +129,25 @@ def test_a_ready_store_is_not_migrated_again_and_mlflow_is_not_loaded(tmp_path):
     assert db.stat().st_mtime_ns == before
 
 
+def test_a_new_store_is_a_copy_of_the_template_and_mlflow_uses_it(tmp_path, monkeypatch):
+    """The first new store of MLflow's head revision is migrated by MLflow and kept as the template;
+    later new stores are copies (MLflow not even imported), and a run logs into one as usual."""
+    monkeypatch.setenv("JOBGEN_STORE_TEMPLATES", str(tmp_path / "templates"))
+    [first] = prepare_in(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", count=1)
+    assert first.returncode == 0 and first.stdout.split()[1] == "True", first.stderr
+    assert len(list((tmp_path / "templates").glob("*.db"))) == 1
+    [second] = prepare_in(tmp_path, f"sqlite:///{tmp_path / 'b' / 'b.db'}", count=1)
+    assert second.returncode == 0 and second.stdout.split()[1] == "False", second.stderr
+    code = ("import mlflow; mlflow.set_tracking_uri(%r); mlflow.set_experiment('e')\n"
+            "with mlflow.start_run(): mlflow.log_metric('m', 1.5)\n"
+            "print(mlflow.search_runs(experiment_names=['e'])['metrics.m'].tolist())") % f"sqlite:///{tmp_path / 'b' / 'b.db'}"
+    used = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert used.returncode == 0 and used.stdout.strip() == "[1.5]", used.stderr[-2000:]
+    monkeypatch.setenv("JOBGEN_STORE_TEMPLATES", "off")  # none: made in place, as before
+    [third] = prepare_in(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", count=1)
+    assert third.returncode == 0 and third.stdout.split()[1] == "True", third.stderr
+
+
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "sqlite:///:memory:", "databricks"])
 def test_other_stores_are_handed_on_as_they_are(uri):
     from jobgen.runner.mlflowstore import prepare

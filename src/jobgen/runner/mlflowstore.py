@@ -15,8 +15,12 @@ jobs therefore stays the plain `sqlite:///<absolute path>`, the one `mlflow ui
 --backend-store-uri` takes.
 
 Start-up cost: the ready check reads the file with sqlite3 and MLflow's migration scripts as
-text (milliseconds). MLflow itself (seconds to import, about a second to migrate) is loaded only
-when the store is new or behind MLflow's head revision.
+text (milliseconds). MLflow itself (seconds to import, about a second to migrate: 5 s of CPU
+here) is loaded only when a store is behind MLflow's head revision, or for the first new store
+of a head revision: that one, empty and migrated, is kept as a template
+(`~/.cache/jobgen/mlflow-store/<revision>.db`, or JOBGEN_STORE_TEMPLATES; `off` for none), and
+every later new store is a copy of it. A migrated store holds tables and the revision only
+(MLflow adds its Default experiment when a job first opens the store), so one copy fits any path.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import importlib.util
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import time
 from contextlib import closing, contextmanager
@@ -145,7 +150,10 @@ def _wait_for_lock(fd: int, lock: Path) -> None:
 
 
 def create(path: Path, uri: str) -> None:
-    """Under the lock: WAL on, then MLflow's own creation or upgrade when not at its head."""
+    """Under the lock: a new store is a copy of the template; otherwise WAL on, then MLflow's own
+    creation or upgrade when not at its head."""
+    if _is_new(path) and _from_template(path):
+        return
     try:
         with _connect(path) as conn:
             if _journal_mode(conn) != "wal":
@@ -161,6 +169,66 @@ def create(path: Path, uri: str) -> None:
                           "(a newer MLflow made it)", where=str(path),
                           hint="upgrade mlflow, or " + FIX_HINT)
     _migrate(path, uri)
+
+
+def _is_new(path: Path) -> bool:
+    try:
+        return not path.exists() or path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def template_folder() -> Path | None:
+    choice = os.environ.get("JOBGEN_STORE_TEMPLATES", "")
+    if choice.strip().lower() in ("off", "0", "no", "false"):
+        return None
+    return Path(choice).expanduser() if choice else Path.home() / ".cache" / "jobgen" / "mlflow-store"
+
+
+def _from_template(path: Path) -> bool:
+    """``path`` (a new store) as a copy of the migrated template of MLflow's head revision, made
+    first when there is none. False when there can be no template (unknown head, unwritable
+    cache): the store is then made in place."""
+    head = migrations()[1]
+    folder = template_folder()
+    if head is None or folder is None:
+        return False
+    template = folder / f"{head}.db"
+    try:
+        if not is_ready(template):
+            folder.mkdir(parents=True, exist_ok=True)
+            with locked(template):
+                if not is_ready(template):
+                    _make_template(template)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(template, temp)
+        os.replace(temp, path)
+    except (OSError, JobgenError):
+        return False
+    for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:  # an empty store's journal files (sqlite made them when it was opened) belong to no copy
+            leftover.unlink()
+        except FileNotFoundError:
+            pass
+    return is_ready(path)
+
+
+def _make_template(template: Path) -> None:
+    """An empty store migrated by MLflow itself, its write-ahead log folded into the file."""
+    temp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+    for stale in (temp, temp.with_name(temp.name + "-wal"), temp.with_name(temp.name + "-shm")):
+        if stale.exists():
+            stale.unlink()
+    uri = PREFIX + str(temp)
+    with _connect(temp) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    _migrate(temp, uri)
+    with _connect(temp) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for journal in (temp.with_name(temp.name + "-wal"), temp.with_name(temp.name + "-shm")):
+        if journal.exists():
+            journal.unlink()
+    os.replace(temp, template)
 
 
 def _migrate(path: Path, uri: str) -> None:
