@@ -431,3 +431,44 @@ def test_a_file_named_by_an_editor_schema_comment_is_submittable(tmp_path):
     asset.write_text("# yaml-language-server: $schema=https://azuremlschemas.azureedge.net/latest/data.schema.json\n"
                      + asset.read_text())
     assert cloud.detect(asset)[0] == "data"
+
+
+# ------------------------------------------------------------------ every rank's logs
+
+RANK_LOGS = {
+    "std_log_process_0.txt": "2026-12-02 10:00:01 rank 0 starting\n2026-12-02 10:00:05 rank 0 waiting in all_reduce\n",
+    "std_log_process_1.txt": "2026-12-02 10:00:02 rank 1 starting\n",
+    "std_log_process_2.txt": "2026-12-02 10:00:02 rank 2 starting\n",
+    "std_log_process_3.txt": ("2026-12-02 10:00:03 rank 3 starting\nTraceback (most recent call last):\n"
+                              '  File "train.py", line 9, in <module>\nRuntimeError: CUDA out of memory\n'),
+}
+
+
+def test_logs_of_a_workspace_job_show_every_rank_failing_one_first(cli, submit, fake, monkeypatch):
+    fake.status_sequence = ()
+    fake.job_final_status = "Failed"
+    rc, _, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    name = list(fake.jobs)[-1]
+    fake.set_job_logs(name, RANK_LOGS)
+    monkeypatch.setattr("jobgen.cloud.make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+    rc, out, err = cli("logs", name, *WS)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("first failure: rank 3 (node 1), the earliest traceback") and "Failed" in lines[0]
+    assert "  | RuntimeError: CUDA out of memory" in lines
+    merged = lines[lines.index("--- every rank's log, in the order written ---") + 1:]
+    assert [line.split(" rank ")[1].split()[0] for line in merged if " starting" in line] == ["0", "1", "2", "3"]
+    assert merged[-1].endswith("rank 0 waiting in all_reduce")  # by the time each line starts with
+    rc, out, _ = cli("logs", name, "--rank", "3", "--grep", "Error", *WS)
+    assert rc == 0 and out.splitlines()[-1].endswith("RuntimeError: CUDA out of memory")
+
+
+def test_logs_of_a_running_workspace_job_say_to_follow(cli, submit, fake, monkeypatch):
+    fake.status_sequence = ("Running",) * 50
+    rc, _, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    monkeypatch.setattr("jobgen.cloud.make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+    rc, out, err = cli("logs", list(fake.jobs)[-1], *WS)
+    assert rc == 1 and "is Running: Azure gives its logs once it has ended" in err and "--follow" in err
+    assert len(err.strip().splitlines()) == 1

@@ -7,6 +7,7 @@ usage errors exit 2. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -185,12 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
                           epilog="examples:\n  python generator.py logs runs/penguins-mlp-ddp-20261202-101500\n"
                           "  python generator.py logs RUN_DIR --rank 3 --grep 'Error|Traceback'\n"
                           "  python generator.py logs RUN_DIR --follow      (while generator.py run is going)")
-    logs.add_argument("run", metavar="RUN_DIR", type=Path, help="a run folder of generator.py run")
+    logs.add_argument("run", metavar="RUN_DIR|JOB_NAME", help="a run folder of generator.py run, or the name of a "
+                      "job in the workspace (its every rank's user_logs are downloaded with MLClient)")
     logs.add_argument("--rank", action="append", default=[], metavar="N[,N]",
                       help="only these global ranks (repeatable)")
     logs.add_argument("--grep", metavar="REGEX", help="only lines that match (Python regular expression)")
     logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they are written, "
-                      "until the run ends (Ctrl-C stops)")
+                      "until the run ends (Ctrl-C stops); for a workspace job: wait until it ends, then show them")
+    workspace_flags(logs)
     download = sub.add_parser("download", help="download a job's outputs")
     download.add_argument("job_name", metavar="JOB_NAME")
     download.add_argument("--output", metavar="NAME", help="one named output (default: all)")
@@ -498,7 +501,35 @@ def cmd_logs(args: argparse.Namespace) -> int:
         except ValueError:
             raise JobgenError(f"--rank {' '.join(args.rank)!r} is not a list of rank numbers", where="--rank",
                               hint="e.g. --rank 3 or --rank 0,3") from None
-    return logs.show(args.run, ranks=ranks, grep=args.grep, follow=args.follow)
+    target = Path(args.run)
+    if target.exists() or not JOB_NAME.match(args.run):
+        return logs.show(target, ranks=ranks, grep=args.grep, follow=args.follow)
+    return _azure_logs(args, ranks)
+
+
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
+
+
+def _azure_logs(args: argparse.Namespace, ranks: set[int] | None) -> int:
+    """generator.py logs JOB_NAME: the workspace job's every rank, merged as for a local run."""
+    import tempfile
+
+    from . import cloud, logs
+
+    ws = _workspace(args)
+    client = cloud.make_client(ws)
+    with tempfile.TemporaryDirectory(prefix="jobgen-logs-") as tmp:
+        say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+        job, folder = cloud.job_logs(client, args.run, Path(tmp), ws, follow=args.follow, say=say)
+        status = cloud.status_of(job)
+        if not (folder / "user_logs").is_dir():
+            raise JobgenError(f"job {args.run} ({status}) has no user_logs in its artifacts", where=args.run,
+                              hint="it may have failed before any process started: see its status in the studio")
+        distribution = getattr(job, "distribution", None)
+        per_node = int(getattr(distribution, "process_count_per_instance", None) or 1)
+        message = f"job {args.run} {status}" if status != "Completed" else ""
+        units = logs.azure_unit(folder, status, per_node, message)
+        return logs.show(folder.parent, ranks=ranks, grep=args.grep, units=units)
 
 
 def _faults(args: argparse.Namespace):

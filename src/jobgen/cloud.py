@@ -674,3 +674,43 @@ def download(client, job_name: str, output: str | None, dest: Path, ws: Workspac
             raise
         raise mapped from None
     return dest
+
+
+TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
+
+
+def job_logs(client, job_name: str, dest: Path, ws: Workspace | None = None, follow: bool = False,
+             say: Callable[[str], None] = print, poll: float = 10.0) -> tuple[Any, Path]:
+    """Every rank's user_logs of a workspace job, downloaded with MLClient into ``dest``
+    (jobs.download(all=True): artifacts/user_logs/std_log_process_N.txt), not just process 0's
+    that jobs.stream prints. Azure lets a job's logs be downloaded once it has ended: with
+    ``follow`` this waits for that, saying each status it passes; else a running job is one
+    clear line. Returns (the job, the folder holding user_logs/)."""
+    try:
+        job = client.jobs.get(job_name)
+        seen = None
+        while follow and status_of(job) not in TERMINAL:
+            if status_of(job) != seen:
+                seen = status_of(job)
+                say(f"{job_name}: {seen}; every rank's logs are shown when it ends (Ctrl-C stops waiting)")
+            time.sleep(poll)
+            job = client.jobs.get(job_name)
+        if status_of(job) not in TERMINAL:
+            raise JobgenError(f"job {job_name} is {status_of(job)}: Azure gives its logs once it has ended",
+                              where=job_name, hint=f"wait for it: generator.py logs {job_name} --follow "
+                                                   f"(or az ml job stream -n {job_name} for process 0 meanwhile)")
+        download(client, job_name, None, dest, ws)
+    except JobgenError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        mapped = explain(exc, ws, {"job": job_name})
+        if mapped is None:
+            raise
+        raise mapped from None
+    return job, dest / "artifacts"
+
+
+def status_of(job) -> str:
+    """A job's status as Azure spells it ("Running"; azure-ai-ml may hand a JobStatus member)."""
+    status = getattr(job, "status", None)
+    return str(getattr(status, "value", status) or "Unknown")

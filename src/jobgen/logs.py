@@ -68,6 +68,17 @@ class Unit:
         return f"[{self.name} {where}]" if self.name else f"[{where}]"
 
 
+def azure_unit(folder: Path, status: str, per_node: int, message: str = "") -> list[Unit]:
+    """A downloaded Azure job (jobs.download(all=True): artifacts/user_logs/...), as one unit.
+    A single-process job's `std_log.txt` is rank 0's log."""
+    logs = folder / "user_logs"
+    single = logs / "std_log.txt"
+    if single.is_file() and not any(logs.glob("std_log_process_*.txt")):
+        single.rename(logs / "std_log_process_0.txt")
+    unit = Unit("", folder, per_node=max(1, per_node), status=status, message=message)
+    return [unit]
+
+
 def find_units(run_dir: Path) -> list[Unit]:
     """The run folder's units: the command job itself, or every step and trial below it."""
     run_dir = Path(run_dir)
@@ -195,16 +206,19 @@ def first_failure(units: list[Unit]) -> tuple[Unit, int, str] | None:
 
 
 def show(run_dir: Path, ranks: set[int] | None = None, grep: str | None = None, follow: bool = False,
-         out: TextIO | None = None) -> int:
+         out: TextIO | None = None, units: list[Unit] | None = None) -> int:
     out = out or sys.stdout
     pattern = _pattern(grep)
-    units = find_units(run_dir)
+    units = units if units is not None else find_units(run_dir)
     by_unit = {unit.name: unit for unit in units}
     failure = first_failure(units)
     if failure is not None:
         unit, rank, traceback = failure
         step = f" in step {unit.name}" if unit.name else ""
-        what = unit.message or f"rank {rank} (node {rank // max(1, unit.per_node)}) has a traceback"
+        what = unit.message
+        if unit.failed_rank is None:  # no record of which rank failed: the earliest traceback
+            what = (f"rank {rank} (node {rank // max(1, unit.per_node)}), the earliest traceback"
+                    + (f"; {unit.message}" if unit.message else ""))
         out.write(f"first failure{step}: {what}\n")
         out.write("".join(f"  | {row}\n" for row in traceback.splitlines()))
         out.write("--- every rank's log, in the order written ---\n")

@@ -588,6 +588,22 @@ class FakeAzure:
             if job_name in self.jobs:
                 self.jobs[job_name]["outputs"].add(output_name)
 
+    def set_job_logs(self, job_name: str, files: dict[str, bytes | str]) -> None:
+        """Replace a job's logs (``user_logs/<name>`` in its artifact store folder,
+        ``ExperimentRun/dcid.<job>/``), as every process of the job would have written them:
+        ``{"std_log_process_0.txt": ..., "std_log_process_1.txt": ...}``."""
+        prefix = f"ExperimentRun/dcid.{job_name}/user_logs/"
+        if self.azurite is None:
+            with self.lock:
+                for key in [k for k in self.blobs if k[0] == ARTIFACT_CONTAINER and k[1].startswith(prefix)]:
+                    del self.blobs[key]
+        else:
+            container = self.azurite.service_client().get_container_client(ARTIFACT_CONTAINER)
+            for name in self.azurite.list_blobs(ARTIFACT_CONTAINER, prefix):
+                container.delete_blob(name)
+        for rel, data in files.items():
+            self.put_blob(ARTIFACT_CONTAINER, prefix + rel, data)
+
     # -- seeding -------------------------------------------------------------------------------
     def _add_datastore(self, name: str, container: str, default: bool = False) -> None:
         self.datastores[name] = {
