@@ -115,13 +115,15 @@ def test_a_job_that_starts_over_after_a_requeue_is_not_resumable(work):
     assert "--max-requeues 1 reached" in summary["message"]
 
 
-def test_a_killed_rank_fails_the_job_and_is_not_requeued(work):
-    job = script_job(work, "import os, time\nprint('ready', flush=True)\ntime.sleep(30)\n")
+@pytest.mark.parametrize("when", ["/ready/", "0"])
+def test_a_killed_rank_fails_the_job_and_is_not_requeued(work, when):
+    """At 0 s (or at rank 0's line) rank 1 may not have started yet: the kill waits for it."""
+    job = script_job(work, "import os, time\nprint('ready', flush=True)\ntime.sleep(60)\n")
     start = time.monotonic()
-    result, summary = run(job, "--kill", "1@/ready/")
-    assert time.monotonic() - start < 25
+    result, summary = run(job, "--kill", f"1@{when}")
+    assert time.monotonic() - start < 50
     assert result.returncode == 1 and summary["status"] == "Failed" and summary["failed_rank"] == 1
-    assert "killed by --kill 1@/ready/" in summary["message"] and "attempts" not in summary
+    assert f"killed by --kill 1@{when}" in summary["message"] and "attempts" not in summary
     assert not left_running(str(work / "src")) and not left_running("job.py")
 
 

@@ -4,4 +4,9 @@
 from trainkit.engine import leave, main
 
 if __name__ == "__main__":
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: every thread's stack into this rank's log (a hang)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     leave(main())  # sys.exit(main()), but see leave() for a rank of a distributed run

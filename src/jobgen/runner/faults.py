@@ -144,6 +144,7 @@ class Injector:
 
     def __init__(self, faults: list[Fault], grace: float, say):
         self.pending = list(faults)
+        self.waiting: list[Fault] = []  # due, its processes not started yet
         self.grace = grace
         self.say = say
         self.started = time.monotonic()
@@ -164,19 +165,23 @@ class Injector:
             _signal(self._victims, signal.SIGKILL)
 
     def _fire(self, launch, text: str | None) -> None:
-        if not self.pending or launch.stopping:
+        if not (self.pending or self.waiting) or launch.stopping:
             return
         elapsed = time.monotonic() - self.started
         for fault in [f for f in self.pending if f.due(elapsed, text)]:
             self.pending.remove(fault)
-            if fault.kind == "preempt":
-                self._preempt(launch, fault, elapsed)
-            else:
+            self.waiting.append(fault)
+        for fault in list(self.waiting):  # due; fired once its processes exist (a rank may still be starting)
+            fired = self._preempt(launch, fault, elapsed) if fault.kind == "preempt" else \
                 self._kill(launch, fault, elapsed)
+            if fired:
+                self.waiting.remove(fault)
 
-    def _preempt(self, launch, fault: Fault, elapsed: float) -> None:
+    def _preempt(self, launch, fault: Fault, elapsed: float) -> bool:
         procs = [p for p in launch.procs if p.node == fault.target]
         self._victims = [q for p in procs for q in launch.rank_processes(p)]
+        if not self._victims and any(p.exit_code is None for p in procs):
+            return False
         self.preempted, self.preempted_at = fault, elapsed
         self.say(f"{fault.flag}: node {fault.target} preempted at {elapsed:.1f} s: SIGTERM to its "
                  f"{len(procs)} process(es), SIGKILL after {self.grace:g} s")
@@ -184,13 +189,17 @@ class Injector:
         # the guard would then stop what it leaves after 2 s, not the grace period.
         _signal([q for q in self._victims if _name(q) not in SHELLS], signal.SIGTERM)
         self._kill_at = time.monotonic() + self.grace
+        return True
 
-    def _kill(self, launch, fault: Fault, elapsed: float) -> None:
+    def _kill(self, launch, fault: Fault, elapsed: float) -> bool:
         proc = next((p for p in launch.procs if p.rank == fault.target), None)
         victims = launch.rank_processes(proc) if proc is not None else []
+        if not victims and proc is not None and proc.exit_code is None:
+            return False
         self.killed = fault
         self.say(f"{fault.flag}: rank {fault.target} killed with SIGKILL at {elapsed:.1f} s")
         _signal(victims, signal.SIGKILL)
+        return True
 
 
 SHELLS = ("bash", "sh", "dash", "zsh")

@@ -457,10 +457,6 @@ class Tracker:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: every thread's stack into this rank's log (a hang)
-        import faulthandler
-
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         env = detect()
         # rank 0's MLflow process imports MLflow and opens the store while this one sets up
