@@ -472,3 +472,75 @@ def test_logs_of_a_running_workspace_job_say_to_follow(cli, submit, fake, monkey
     rc, out, err = cli("logs", list(fake.jobs)[-1], *WS)
     assert rc == 1 and "is Running: Azure gives its logs once it has ended" in err and "--follow" in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ recovery: submit --stream --retry
+
+PREEMPTED = {"status": "Failed", "error": "Job preempted: the low priority node was taken back (NodePreempted)",
+             "logs": {"std_log_process_0.txt": "[train] epoch 3/10 ...\n"}}
+NCCL = {"status": "Failed", "error": "Execution failed. User process 'python' exited with status code 1.",
+        "logs": {"std_log_process_0.txt": "[train] epoch 1/10\n",
+                 "std_log_process_2.txt": ("[rank2]:[E ProcessGroupNCCL.cpp:616] Watchdog caught collective operation "
+                                           "timeout: WorkNCCL(SeqNum=812, OpType=ALLREDUCE) ran for 600031 ms\n")}}
+OOM = {"status": "Failed", "error": "Execution failed. User process 'python' exited with status code 1.",
+       "logs": {"std_log_process_1.txt": ("Traceback (most recent call last):\n  File \"train.py\", line 9\n"
+                                          "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")}}
+USER = {"status": "Failed", "error": "Execution failed. User process 'python' exited with status code 1.",
+        "logs": {"std_log_process_0.txt": ("Traceback (most recent call last):\n  File \"train.py\", line 3\n"
+                                           "KeyError: 'learning_rate'\n")}}
+CAPACITY = {"status": "Failed", "error": "ZonalAllocationFailed: allocation of 2 Standard_NC24ads_A100_v4 failed"}
+QUOTA = {"status": "Failed", "error": "Not enough quota available for Standard_NC24ads_A100_v4 (QuotaExceeded)"}
+DONE = {"status": "Completed"}
+
+
+@pytest.mark.parametrize("outcomes,kinds,submitted,rc", [
+    ([PREEMPTED, DONE], ["preempted"], 2, 0),
+    ([NCCL, CAPACITY, DONE], ["comm-timeout", "capacity"], 3, 0),
+    ([OOM], ["out-of-memory"], 1, 1),
+    ([USER], ["user-error"], 1, 1),
+    ([QUOTA], ["quota"], 1, 1),
+    ([PREEMPTED, PREEMPTED, PREEMPTED], ["preempted", "preempted", "preempted"], 3, 1),  # --retry 2 used up
+], ids=["preempted", "nccl-then-capacity", "oom", "user-error", "quota", "retries-used-up"])
+def test_retry_resubmits_only_recoverable_failures_with_the_same_outputs(cli, submit, fake, monkeypatch, outcomes,
+                                                                        kinds, submitted, rc):
+    monkeypatch.setenv("AZUREML_RUN_POLLING_INTERVAL_MIN", "0")
+    fake.status_sequence = ()
+    fake.job_outcomes = [dict(o) for o in outcomes]
+    rc_, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute", "--stream", "--retry", "2",
+                           "--json")
+    assert rc_ == rc, err
+    result = json.loads(out[out.index("{"):])
+    assert [a["kind"] for a in result["attempts"] if a.get("kind")] == kinds
+    names = list(fake.jobs)
+    assert len(names) == submitted and len(result["attempts"]) == submitted
+    first = names[0]
+    for later in names[1:]:  # every folder output of a resubmission is the first attempt's
+        outputs = fake.job_body(later)["properties"]["outputs"]
+        assert later == f"{first}-retry{names.index(later)}"
+        for output in ("model_dir", "checkpoint_dir"):
+            assert outputs[output]["uri"] == f"azureml://datastores/workspaceblobstore/paths/azureml/{first}/{output}/"
+    assert "outputs" not in fake.job_body(first)["properties"] or all(
+        not (o or {}).get("uri") for k, o in fake.job_body(first)["properties"]["outputs"].items() if k != "default")
+
+
+def test_retry_lines_say_why_and_what_was_done(submit, fake, monkeypatch):
+    monkeypatch.setenv("AZUREML_RUN_POLLING_INTERVAL_MIN", "0")
+    fake.status_sequence = ()
+    fake.add_compute("cpu-dedicated")
+    fake.job_outcomes = [dict(PREEMPTED), dict(USER)]
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute", "--stream", "--retry", "3",
+                          "--fallback-compute", "cpu-dedicated")
+    assert rc == 1
+    first = list(fake.jobs)[0]
+    assert fake.job_body(f"{first}-retry1")["properties"]["computeId"].endswith("/computes/cpu-dedicated")
+    assert not fake.job_body(first)["properties"]["computeId"].endswith("/computes/cpu-dedicated")
+    assert f"job {first} failed: preempted (Job preempted: the low priority node was taken back (NodePreempted)); " \
+           f"resubmitted; it resumes from the checkpoint in its outputs; attempt 2 as {first}-retry1, on " \
+           "cpu-dedicated" in err, err
+    assert f"job {first}-retry1 failed: user-error (KeyError: 'learning_rate'); not resubmitted: fix" in err
+    assert f"job {first}-retry1 ended: Failed after 2 attempts" in err
+
+
+def test_retry_needs_stream(cli):
+    rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"), "--retry", "2", *WS)
+    assert rc == 1 and "--retry and --fallback-compute need --stream" in err and len(err.strip().splitlines()) == 1

@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--ensure-compute", action="store_true",
                         help="create the job's cluster from the compute YAML beside it when it does not exist")
     submit.add_argument("--stream", action="store_true", help="follow the logs; exit 0 only when the job completes")
+    submit.add_argument("--retry", type=int, default=0, metavar="N",
+                        help="with --stream: resubmit a failed job up to N times when its failure is recoverable "
+                             "(preempted, node failure, NCCL/gloo timeout, capacity), with its outputs pinned to the "
+                             "first attempt's so that training resumes from its checkpoint; user errors, out of "
+                             "memory and quota are never retried")
+    submit.add_argument("--fallback-compute", metavar="NAME",
+                        help="with --retry: after a preemption, resubmit on this (dedicated) compute")
     submit.add_argument("--dry-run", action="store_true", help="print the REST body the SDK would send; no network")
     submit.add_argument("--traffic", type=int, metavar="PCT", help="online deployments: route PCT%% of the "
                         "endpoint's traffic to it")
@@ -564,7 +571,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from . import cloud
 
     options = cloud.SubmitOptions(sets=args.sets, ensure_compute=args.ensure_compute, stream=args.stream,
-                                  dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic)
+                                  dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic,
+                                  retry=args.retry, fallback_compute=args.fallback_compute)
+    if args.retry < 0:
+        raise JobgenError("--retry must be 0 or more", where="--retry", hint="e.g. --stream --retry 2")
+    if (args.retry or args.fallback_compute) and not args.stream:
+        raise JobgenError("--retry and --fallback-compute need --stream (the job is followed to its end)",
+                          where="--retry", hint="add --stream")
     if args.traffic is not None and not 0 <= args.traffic <= 100:
         raise JobgenError("--traffic must be 0..100", where="--traffic", hint="a percentage, e.g. --traffic 100")
     if args.dry_run:  # no network, no credential: the workspace only names ARM ids when it is known

@@ -335,6 +335,8 @@ class SubmitOptions:
     json: bool = False
     lint: bool = True
     traffic: int | None = None  # online deployments: set this much traffic to it after creating
+    retry: int = 0  # with stream: resubmit a job whose failure is recoverable (recovery.py) up to this often
+    fallback_compute: str | None = None  # after a preemption, resubmit on this (dedicated) compute
 
 
 def _overrides(sets: list[str]) -> list[dict[str, Any]]:
@@ -536,42 +538,86 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
             ensure_compute(client, name, path, say)
     names = compute_names(data)
     context["compute"] = names[0] if names else "?"
-    created = client.jobs.create_or_update(entity)
-    name = created.name
-    url = getattr(created, "studio_url", None) or ""
-    status = getattr(created, "status", None)
-    if options.json and not options.stream:
-        out.write(json.dumps({"name": name, "status": status, "studio_url": url}, indent=2) + "\n")
-        return 0
-    say(f"submitted {kind.replace('_job', '')} job {name}")
-    if not options.json:
-        out.write(f"{name}\n")
-        if url:
-            out.write(f"studio: {url}\n")
-    if not options.stream:
-        say(f"follow it: python generator.py submit ... --stream, or az ml job stream -n {name}")
-        return 0
-    interrupted = False
-    try:
-        client.jobs.stream(name)
-    except KeyboardInterrupt:
-        interrupted = True
-    except Exception as exc:  # noqa: BLE001 - stream raises when the job fails; the status says why
-        if type(exc).__name__ != "JobException":
-            raise
-        interrupted = "interrupted" in _message(exc)  # azure-ai-ml turns Ctrl-C into a JobException
-    if interrupted:
-        sys.stderr.write(f"stopped following job {name}; it keeps running in Azure. Cancel it with: "
-                         f"az ml job cancel -n {name} (or in studio)\n")
-        return 130
-    final = client.jobs.get(name)
-    status = getattr(final, "status", None)
-    status = str(getattr(status, "value", status))
+    from . import recovery
+
+    attempts: list[recovery.Attempt] = []
+    first = None
+    while True:
+        created = client.jobs.create_or_update(entity)
+        name = created.name
+        first = first or name
+        url = getattr(created, "studio_url", None) or ""
+        status = getattr(created, "status", None)
+        if options.json and not options.stream:
+            out.write(json.dumps({"name": name, "status": status, "studio_url": url}, indent=2) + "\n")
+            return 0
+        say(f"submitted {kind.replace('_job', '')} job {name}" + (f" (attempt {len(attempts) + 1})" if attempts else ""))
+        if not options.json:
+            out.write(f"{name}\n")
+            if url:
+                out.write(f"studio: {url}\n")
+        if not options.stream:
+            say(f"follow it: python generator.py submit ... --stream, or az ml job stream -n {name}")
+            return 0
+        interrupted, error = False, None
+        try:
+            client.jobs.stream(name)
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as exc:  # noqa: BLE001 - stream raises when the job fails; the status says why
+            if type(exc).__name__ != "JobException":
+                raise
+            interrupted = "interrupted" in _message(exc)  # azure-ai-ml turns Ctrl-C into a JobException
+            error = exc
+        if interrupted:
+            sys.stderr.write(f"stopped following job {name}; it keeps running in Azure. Cancel it with: "
+                             f"az ml job cancel -n {name} (or in studio)\n")
+            return 130
+        status = status_of(client.jobs.get(name))
+        attempt = recovery.Attempt(len(attempts) + 1, name, status, compute=str(getattr(entity, "compute", "")) or None)
+        attempts.append(attempt)
+        if status != "Failed" or options.retry <= 0:
+            break
+        verdict = recovery.classify(recovery.error_text_of(error), _rank_logs(client, name))
+        attempt.kind, attempt.recoverable, attempt.why = verdict.kind, verdict.recoverable, verdict.why
+        if not verdict.recoverable:
+            attempt.action = "not resubmitted"
+            say(f"job {name} failed: {verdict.line()}")
+            break
+        if len(attempts) > options.retry:
+            attempt.action = f"not resubmitted: --retry {options.retry} used up"
+            say(f"job {name} failed: {verdict.kind} ({verdict.why}); --retry {options.retry} used up")
+            break
+        pinned = recovery.pin_outputs(entity, first)
+        moved = ""
+        if verdict.kind == "preempted" and options.fallback_compute:
+            entity.compute = options.fallback_compute
+            moved = f", on {options.fallback_compute}"
+        entity.name = f"{first}-retry{len(attempts)}"
+        attempt.action = f"resubmitted as {entity.name}"
+        say(f"job {name} failed: {verdict.line()}; attempt {len(attempts) + 1} as {entity.name}{moved}, "
+            f"with the outputs of {first} ({', '.join(pinned) or 'none'})")
+    result = {"name": name, "status": status, "studio_url": url}
+    if len(attempts) > 1 or any(a.kind for a in attempts):
+        result["attempts"] = [a.as_dict() for a in attempts]
     if options.json:
-        out.write(json.dumps({"name": name, "status": status, "studio_url": url}, indent=2) + "\n")
+        out.write(json.dumps(result, indent=2) + "\n")
     else:
-        say(f"job {name} ended: {status}")
+        say(f"job {name} ended: {status}" + (f" after {len(attempts)} attempts" if len(attempts) > 1 else ""))
     return 0 if status == "Completed" else 1
+
+
+def _rank_logs(client, job_name: str) -> dict[str, str]:
+    """Every rank's log of an ended job (jobs.download(all=True)); empty when it cannot be had."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="jobgen-retry-") as tmp:
+            client.jobs.download(job_name, download_path=tmp, all=True)
+            return {p.name: p.read_text(errors="replace")[-256 * 1024:]
+                    for p in Path(tmp).rglob("user_logs/*.txt")}
+    except Exception:  # noqa: BLE001 - the classification falls back on the run's error alone
+        return {}
 
 
 def _submit_asset(client, entity, kind, path, options, say, out) -> int:

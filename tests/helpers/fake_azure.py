@@ -387,6 +387,9 @@ class FakeAzure:
         self.missing_workspace = missing_workspace
         self.quota_exceeded = quota_exceeded
         self.job_final_status = job_final_status
+        # one per job submitted, in order (then job_final_status): {"status": "Failed", "error":
+        # "<the run's error message>", "logs": {"std_log_process_0.txt": "..."}}
+        self.job_outcomes: list[dict[str, Any]] = []
         self.status_sequence = tuple(status_sequence)
         self.lro_polls = lro_polls
         self.poll_delay_ms = poll_delay_ms
@@ -1303,7 +1306,7 @@ class FakeAzure:
             return "NotStarted"
         if reads <= len(self.status_sequence):
             return self.status_sequence[reads - 1]
-        return self.job_final_status
+        return (job.get("outcome") or {}).get("status") or self.job_final_status
 
     def _job_resource(self, name: str, advance: bool = True) -> dict:
         job = self.jobs[name]
@@ -1366,6 +1369,10 @@ class FakeAzure:
         log = (f"[fake-azure] job {name} ({props.get('jobType')}) on {compute or 'serverless'}\n"
                f"[fake-azure] command: {command}\n[fake-azure] done\n")
         self.put_blob(ARTIFACT_CONTAINER, f"{prefix}/user_logs/std_log.txt", log.encode())
+        if self.job_outcomes and not existed:
+            self.jobs[name]["outcome"] = outcome = self.job_outcomes.pop(0)
+            if outcome.get("logs"):
+                self.set_job_logs(name, outcome["logs"])
         for out in named:
             self.put_blob(self.blobstore_container, f"azureml/{name}/{out}/fake-output.txt",
                                 f"output {out} of job {name}\n".encode())
@@ -1388,7 +1395,8 @@ class FakeAzure:
             "properties": props.get("properties") or {}, "warnings": [],
         }
         if status == "Failed":
-            run["error"] = {"error": {"code": "UserError", "message": "Execution failed (fake): exit code 1",
+            message = (job.get("outcome") or {}).get("error") or "Execution failed (fake): exit code 1"
+            run["error"] = {"error": {"code": "UserError", "message": message,
                                       "messageFormat": "", "details": []}, "time": _now_iso()}
         return run
 
