@@ -544,3 +544,50 @@ def test_retry_lines_say_why_and_what_was_done(submit, fake, monkeypatch):
 def test_retry_needs_stream(cli):
     rc, out, err = cli("submit", str(ROOT / "jobs/penguins-mpi/job.yml"), "--retry", "2", *WS)
     assert rc == 1 and "--retry and --fallback-compute need --stream" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ pre-flight, before any upload
+
+A100 = "Standard_NC24ads_A100_v4"
+
+
+def gpu_job(tmp_path: Path, nodes: int, per_node: int) -> Path:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "src" / "train.py").write_text("print('hi')\n")
+    path = tmp_path / "job.yml"
+    path.write_text(json.dumps({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json", "type": "command",
+        "code": "./src", "command": "python train.py", "compute": "azureml:gpu-a100",
+        "environment": "azureml://registries/azureml/environments/acpt-pytorch-2.2-cuda12.1/labels/latest",
+        "resources": {"instance_count": nodes}, "distribution": {"type": "pytorch", "process_count_per_instance": per_node}}))
+    return path
+
+
+@pytest.fixture
+def a100(fake):
+    fake.add_compute("gpu-a100", size=A100, max_nodes=2)
+    fake.vm_sizes[A100] = ("standardNCADSA100v4Family", 24, 1)
+    fake.usage_rows["standardNCADSA100v4Family"] = (0, 96, "Standard NCADSA100v4 Family vCPUs")
+    return fake
+
+
+@pytest.mark.parametrize("nodes,per_node,usage,expected", [
+    (2, 1, (72, 96), "quota: the job needs 48 vCPUs of Standard_NC24ads_A100_v4 (cluster gpu-a100), but Standard "
+                     "NCADSA100v4 Family vCPUs in"),
+    (3, 1, (0, 96), "the job asks for 3 nodes but cluster gpu-a100 scales to 2"),
+    (1, 2, (0, 96), "2 processes per node but Standard_NC24ads_A100_v4 (cluster gpu-a100) has 1 GPU(s)"),
+], ids=["quota", "max-nodes", "gpus"])
+def test_preflight_refuses_before_any_upload(submit, a100, tmp_path, nodes, per_node, usage, expected):
+    a100.usage_rows["standardNCADSA100v4Family"] = (*usage, "Standard NCADSA100v4 Family vCPUs")
+    rc, out, err = submit(gpu_job(tmp_path, nodes, per_node), "--no-lint")
+    assert rc == 1 and expected in err and "nothing was uploaded" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not a100.jobs and not a100.find("PUT", "/codes/")
+    rc, out, err = submit(gpu_job(tmp_path, nodes, per_node), "--no-lint", "--no-preflight")
+    assert rc == 0 and len(a100.jobs) == 1, err  # the service takes it (and queues it, or fails it later)
+
+
+def test_preflight_warns_of_a_multi_node_gpu_job_without_infiniband(submit, a100, tmp_path):
+    rc, out, err = submit(gpu_job(tmp_path, 2, 1), "--no-lint")
+    assert rc == 0, err
+    assert "warning: pre-flight: 2 nodes of Standard_NC24ads_A100_v4 have no InfiniBand" in err and len(a100.jobs) == 1

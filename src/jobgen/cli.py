@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "memory and quota are never retried")
     submit.add_argument("--fallback-compute", metavar="NAME",
                         help="with --retry: after a preemption, resubmit on this (dedicated) compute")
+    submit.add_argument("--no-preflight", action="store_true",
+                        help="skip the pre-flight checks (quota of the size's VM family, the cluster's max nodes, "
+                             "processes vs GPUs, InfiniBand) asked of the workspace before anything is uploaded")
     submit.add_argument("--dry-run", action="store_true", help="print the REST body the SDK would send; no network")
     submit.add_argument("--traffic", type=int, metavar="PCT", help="online deployments: route PCT%% of the "
                         "endpoint's traffic to it")
@@ -572,7 +575,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     options = cloud.SubmitOptions(sets=args.sets, ensure_compute=args.ensure_compute, stream=args.stream,
                                   dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic,
-                                  retry=args.retry, fallback_compute=args.fallback_compute)
+                                  retry=args.retry, fallback_compute=args.fallback_compute,
+                                  preflight=not args.no_preflight)
     if args.retry < 0:
         raise JobgenError("--retry must be 0 or more", where="--retry", hint="e.g. --stream --retry 2")
     if (args.retry or args.fallback_compute) and not args.stream:

@@ -337,6 +337,7 @@ class SubmitOptions:
     traffic: int | None = None  # online deployments: set this much traffic to it after creating
     retry: int = 0  # with stream: resubmit a job whose failure is recoverable (recovery.py) up to this often
     fallback_compute: str | None = None  # after a preemption, resubmit on this (dedicated) compute
+    preflight: bool = True  # quota, cluster size, GPUs and InfiniBand asked of the workspace first (preflight.py)
 
 
 def _overrides(sets: list[str]) -> list[dict[str, Any]]:
@@ -540,6 +541,8 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     context["compute"] = names[0] if names else "?"
     from . import recovery
 
+    if options.preflight and kind == "command_job":
+        _preflight(client, data, say)
     attempts: list[recovery.Attempt] = []
     first = None
     while True:
@@ -605,6 +608,24 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     else:
         say(f"job {name} ended: {status}" + (f" after {len(attempts)} attempts" if len(attempts) > 1 else ""))
     return 0 if status == "Completed" else 1
+
+
+def _preflight(client, data: dict, say: Callable[[str], None]) -> None:
+    """Warnings are said; problems stop the submission before anything is uploaded."""
+    from . import preflight
+
+    report = preflight.check(client, data)
+    if not report.problems:
+        for warning in report.warnings:
+            say(f"warning: pre-flight: {warning}")
+        return
+    for problem in report.problems[:-1]:
+        sys.stderr.write(f"error: pre-flight: {problem}\n")
+    message, _, hint = report.problems[-1].partition(" (hint: ")
+    raise JobgenError(message + ("; nothing was uploaded" if len(report.problems) == 1 else
+                                 f"; {len(report.problems)} pre-flight problems, nothing was uploaded"),
+                      where="pre-flight", hint=(hint.rstrip(")") + "; --no-preflight skips the checks") if hint
+                      else "--no-preflight skips the checks")
 
 
 def _rank_logs(client, job_name: str) -> dict[str, str]:

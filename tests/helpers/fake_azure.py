@@ -390,6 +390,11 @@ class FakeAzure:
         # one per job submitted, in order (then job_final_status): {"status": "Failed", "error":
         # "<the run's error message>", "logs": {"std_log_process_0.txt": "..."}}
         self.job_outcomes: list[dict[str, Any]] = []
+        # compute.list_sizes and compute.list_usage: name -> (family, vCPUs, GPUs); family -> (used, limit, label)
+        self.vm_sizes: dict[str, tuple[str, int, int]] = {"Standard_DS3_v2": ("standardDSv2Family", 4, 0),
+                                                          "Standard_NC6s_v3": ("standardNCSv3Family", 6, 1)}
+        self.usage_rows: dict[str, tuple[int, int, str]] = {}
+        self.usages: dict[str, tuple[int, int]] = {}  # "TotalCores": (used, limit) in place of the computed one
         self.status_sequence = tuple(status_sequence)
         self.lro_polls = lro_polls
         self.poll_delay_ms = poll_delay_ms
@@ -842,22 +847,23 @@ class FakeAzure:
             return self._operation_status(seg[1])
         if seg == ["usages"]:
             used = sum(c["properties"]["properties"]["scaleSettings"]["maxNodeCount"] for c in self.computes.values())
+            total = self.usages.get("TotalCores")
+            rows = [("TotalCores", "Total Cluster Dedicated Regional vCPUs",
+                     *(total or (used * 4, 0 if self.quota_exceeded else 100)))]
+            rows += [(name, label, current, limit) for name, (current, limit, label) in
+                     ((k, v) for k, v in self.usage_rows.items())]
             return 200, {"value": [{
                 "id": f"/subscriptions/{self.subscription}/providers/Microsoft.MachineLearningServices/locations/"
-                      f"{loc}/usages/TotalCores", "aMLWorkspaceLocation": loc, "type":
-                      "Microsoft.MachineLearningServices/totalcores/usages", "unit": "Count",
-                "currentValue": used * 4, "limit": 0 if self.quota_exceeded else 100,
-                "name": {"value": "TotalCores", "localizedValue": "Total Cluster Dedicated Regional vCPUs"}}]}, {}
+                      f"{loc}/usages/{name}", "aMLWorkspaceLocation": loc, "type":
+                      "Microsoft.MachineLearningServices/vmFamily/usages", "unit": "Count",
+                "currentValue": current, "limit": limit,
+                "name": {"value": name, "localizedValue": label}} for name, label, current, limit in rows]}, {}
         if seg == ["vmSizes"] or seg == ["vmsizes"]:
             return 200, {"value": [
-                {"name": "Standard_DS3_v2", "family": "standardDSv2Family", "vCPUs": 4, "gpus": 0,
-                 "osVhdSizeMB": 1047552, "maxResourceVolumeMB": 28672, "memoryGB": 14.0,
-                 "lowPriorityCapable": True, "premiumIO": True,
-                 "supportedComputeTypes": ["ComputeInstance", "AmlCompute"]},
-                {"name": "Standard_NC6s_v3", "family": "standardNCSv3Family", "vCPUs": 6, "gpus": 1,
-                 "osVhdSizeMB": 1047552, "maxResourceVolumeMB": 344064, "memoryGB": 112.0,
-                 "lowPriorityCapable": True, "premiumIO": True,
-                 "supportedComputeTypes": ["ComputeInstance", "AmlCompute"]}]}, {}
+                {"name": name, "family": family, "vCPUs": vcpus, "gpus": gpus, "osVhdSizeMB": 1047552,
+                 "maxResourceVolumeMB": 28672, "memoryGB": 14.0 * max(1, vcpus // 4), "lowPriorityCapable": True,
+                 "premiumIO": True, "supportedComputeTypes": ["ComputeInstance", "AmlCompute"]}
+                for name, (family, vcpus, gpus) in self.vm_sizes.items()]}, {}
         raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} location {rest}")
 
     # -- long-running operations ---------------------------------------------------------------
