@@ -20,7 +20,8 @@ os.environ["JOBGEN_STORE_TEMPLATES"] = os.path.join(_LINT_CACHE, "mlflow-store")
 # torch and starts no training run, server or multi-process job: the loop while working, under two
 # minutes here, and it runs with only `pip install -e '.[dev]'` installed. Whole modules of the
 # full tier are listed here; single tests elsewhere carry @pytest.mark.full.
-FULL_MODULES = {"test_trainer.py", "test_serving.py", "test_runner.py", "test_mlflow_store.py"}
+FULL_MODULES = {"test_trainer.py", "test_serving.py", "test_runner.py", "test_mlflow_store.py", "test_faults.py",
+                "test_logs.py"}
 
 
 def pytest_collection_modifyitems(config, items):
