@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from .errors import JobgenError
+from .runner.launch import LINE_END, TIMELINE  # what the launch reads and records, read back the same way
 
-TIMELINE = ".timeline"
 LOG_NAME = re.compile(r"std_log_process_(\d+)\.txt$")
-LINE_END = re.compile(rb"\r\n|\r|\n")
 STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)")
 FOLLOW_POLL = 0.5
 
