@@ -436,6 +436,8 @@ def test_penguins_pipeline_end_to_end(tmp_path, mlflow_db, monkeypatch):
     assert "ONNX parity ok" in out and "penguins-mlp version" in out and "loss_curve.png" in out
     train_logs = sorted((tmp_path / "run" / "train" / "user_logs").glob("std_log_process_*.txt"))
     assert [p.name for p in train_logs] == [f"std_log_process_{i:02d}.txt" for i in range(4)]
+    for rank, log in enumerate(train_logs):  # every rank's own pace, for the live view's straggler column
+        assert f"[train] rank {rank}: epoch 40/40 own_samples/s=" in log.read_text()
     assert (tmp_path / "run" / "outputs" / "model_dir" / "loss_curve.png").exists()
     assert json.loads((tmp_path / "run" / "outputs" / "onnx_dir" / "report.json").read_text())["ok"]
 

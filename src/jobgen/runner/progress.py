@@ -11,6 +11,9 @@ import time
 from typing import TextIO
 
 METRIC = re.compile(r"\b([A-Za-z_][A-Za-z0-9_/]*)=([-+]?\d[\d.eE+-]*)")
+# A rank's line that must stay on screen (the trainer's straggler warning, for one): the live
+# table keeps only each rank's latest line, so these go to the notes under it.
+WARNING = re.compile(r"^\[[\w.-]+\] warning: ")
 
 
 def metrics_in(line: str) -> dict[str, str]:
@@ -93,6 +96,8 @@ class LiveReporter(Reporter):
                 row["metrics"].update(found)
             if line.strip():
                 row["line"] = line.strip()
+            if WARNING.match(line):
+                self.notes.append(f"  {task} node {proc.node} rank {proc.rank:02d}: {line.strip()}")
 
     def note(self, text: str) -> None:
         with self.lock:

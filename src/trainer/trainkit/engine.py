@@ -34,11 +34,13 @@ from .errors import TrainError
 from .launcher import DistEnv, detect
 from .models import build_model, is_convolutional
 from .options import parse_args, str2bool
+from .pace import Pace, RankPace, straggler_line, stragglers
 from .sampling import EpochSampler, Seeded, seed_everything
 from .tracking import BackgroundTracker
 
 __all__ = ["Parts", "Trainer", "build_for_task", "main", "leave", "parse_args", "str2bool"]
 
+PACE_EVERY_S = 10.0  # each rank prints its own pace at most this often (and after the last epoch)
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a process killed by SIGTERM would report
 
 
@@ -138,6 +140,8 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
             self._settle_buckets()
+        self.pace = Pace(parts.model, device, hooks=not args.compile)
+        self.pace_printed = float("-inf")
         if args.compile:
             self.model = torch.compile(self.model)
 
@@ -181,10 +185,25 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device, non_blocking=True)
 
+    def _timed(self, loader):
+        """The loader's batches, with the time this rank waited for each one."""
+        batches = iter(loader)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            self.pace.waited_for_data(time.perf_counter() - start)
+            yield batch
+
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = self.loss_fn(self.model(x).float(), y)
+            start = time.perf_counter()
+            out = self.model(x)
+            self.pace.forward_outside(time.perf_counter() - start)
+            loss = self.loss_fn(out.float(), y)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -219,7 +238,8 @@ class Trainer:
         count = torch.zeros((), device=self.device)
         start = time.perf_counter()
         stopped = False
-        for step, (x, y) in enumerate(self.train_loader, start=done_before):
+        self.pace.begin()
+        for step, (x, y) in enumerate(self._timed(self.train_loader), start=done_before):
             x, y = self._to_device(x, y)
             loss = self._run_batch(x, y)
             loss_sum += loss * y.shape[0]  # stays on the device: no host sync per step
@@ -233,6 +253,7 @@ class Trainer:
             # stop_every, a SIGTERM would otherwise never be agreed on. The epoch is finished
             # (evaluated, checkpointed as a whole epoch) and training stops after it.
             self.stop_after_epoch = True
+        self.last_pace = self.pace.end(self.env.rank, int(count.item()))
         totals = torch.stack([loss_sum, count])
         if self.env.distributed:
             dist.all_reduce(totals)
@@ -340,6 +361,25 @@ class Trainer:
         dist.all_gather_object(gathered, round(mine, 1))
         return [float(v) for v in gathered]
 
+    def _report_pace(self, epoch: int) -> None:
+        """Each rank prints its own pace (the runner's live view shows it per rank); rank 0
+        gathers all of them and names a straggler, so that Azure's logs say it too."""
+        if not self.env.distributed:
+            return
+        mine = self.last_pace
+        now = time.monotonic()
+        if now - self.pace_printed >= PACE_EVERY_S or epoch == self.args.epochs:  # tiny epochs: not 4 lines each
+            self.pace_printed = now
+            print(f"[train] rank {mine.rank}: epoch {epoch}/{self.args.epochs} own_samples/s={mine.own_rate:.1f} "
+                  f"data_s={mine.data_s:.3f} forward_s={mine.forward_s:.3f}", flush=True)
+        row = torch.tensor([mine.samples, mine.data_s, mine.forward_s], dtype=torch.float64, device=self.device)
+        rows = [torch.zeros_like(row) for _ in range(self.env.world_size)]
+        dist.all_gather(rows, row)
+        if self.env.is_main:
+            paces = [RankPace(r, int(v[0].item()), float(v[1].item()), float(v[2].item())) for r, v in enumerate(rows)]
+            for slow in stragglers(paces):
+                print(straggler_line(epoch, slow), flush=True)
+
     # -------------------------------------------------------------- the loop
     def train(self, tracking: BackgroundTracker | None = None) -> bool:
         """Runs the remaining epochs; False when stopped by SIGTERM (checkpoint written). Rank 0
@@ -360,6 +400,7 @@ class Trainer:
                         print(f"[train] stopped by SIGTERM in epoch {epoch + 1}; checkpoint written to "
                               f"{self.checkpoint}", flush=True)
                     return False
+                self._report_pace(epoch + 1)
                 if self.scheduler is not None:
                     self.scheduler.step()
                 val_loss, val_acc = self._evaluate()
