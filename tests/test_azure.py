@@ -591,3 +591,89 @@ def test_preflight_warns_of_a_multi_node_gpu_job_without_infiniband(submit, a100
     rc, out, err = submit(gpu_job(tmp_path, 2, 1), "--no-lint")
     assert rc == 0, err
     assert "warning: pre-flight: 2 nodes of Standard_NC24ads_A100_v4 have no InfiniBand" in err and len(a100.jobs) == 1
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ({"type": "command", "compute": "azureml:gpu", "resources": {"instance_count": 2},
+      "distribution": {"type": "pytorch", "process_count_per_instance": 4}},
+     [("the job", "gpu", 2, 4, None, 1)]),
+    ({"type": "command", "compute": "serverless", "resources": {"instance_type": A100}},
+     [("the job", None, 1, 1, A100, 1)]),
+    ({"type": "sweep", "compute": "gpu", "trial": {"command": "x", "distribution": {"type": "pytorch",
+      "process_count_per_instance": 2}}, "resources": {"instance_count": 2},
+      "limits": {"max_total_trials": 8, "max_concurrent_trials": 3}},
+     [("each trial", "gpu", 2, 2, None, 3)]),
+    ({"type": "sweep", "compute": "gpu", "trial": {"command": "x"}, "limits": {"max_total_trials": 4}},
+     [("each trial", "gpu", 1, 1, None, 4)]),  # Azure runs all trials at once unless told otherwise
+    ({"type": "pipeline", "settings": {"default_compute": "azureml:cpu"}, "jobs": {
+        "prep": {"type": "command", "command": "echo"},
+        "train": {"type": "command", "command": "x", "compute": "gpu", "resources": {"instance_count": 2},
+                  "distribution": {"type": "pytorch", "process_count_per_instance": 2}},
+        "spark_step": {"type": "spark", "compute": "gpu"},
+        "nested": {"type": "pipeline", "component": {"type": "pipeline", "jobs": {
+            "inner": {"command": "y", "resources": {"instance_count": 3}}}}}}},
+     [("step prep", "cpu", 1, 1, None, 1), ("step train", "gpu", 2, 2, None, 1),
+      ("step nested/inner", "cpu", 3, 1, None, 1)]),
+])
+def test_preflight_demands_of_each_kind(doc, expected):
+    from jobgen import preflight
+
+    got = [(d.label, d.compute, d.nodes, d.per_node, d.instance_type, d.at_once) for d in preflight.demands(doc)]
+    assert got == expected
+
+
+def test_preflight_reads_a_pipeline_steps_component_file(tmp_path):
+    from jobgen import preflight
+
+    (tmp_path / "train.yml").write_text(json.dumps({"type": "command", "command": "x", "distribution": {
+        "type": "pytorch", "process_count_per_instance": 4}}))
+    doc = {"type": "pipeline", "jobs": {"train": {"component": "file:./train.yml", "compute": "gpu",
+                                                  "resources": {"instance_count": 2}}}}
+    [demand] = preflight.demands(doc, tmp_path)
+    assert (demand.nodes, demand.per_node) == (2, 4)
+
+
+def gpu_pipeline(tmp_path: Path, nodes: int, per_node: int) -> Path:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "src" / "train.py").write_text("print('hi')\n")
+    env = "azureml://registries/azureml/environments/acpt-pytorch-2.2-cuda12.1/labels/latest"
+    return _write(tmp_path / "pipeline.yml", {
+        "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json", "type": "pipeline",
+        "settings": {"default_compute": "azureml:gpu-a100"},
+        "jobs": {"train": {"type": "command", "code": "./src", "command": "python train.py", "environment": env,
+                           "resources": {"instance_count": nodes},
+                           "distribution": {"type": "pytorch", "process_count_per_instance": per_node}}}})
+
+
+def test_preflight_checks_a_pipelines_steps(submit, a100, tmp_path):
+    rc, out, err = submit(gpu_pipeline(tmp_path, 1, 2), "--no-lint")
+    assert rc == 1 and "error: pre-flight: step train: 2 processes per node but Standard_NC24ads_A100_v4 " \
+                      "(cluster gpu-a100) has 1 GPU(s)" in err and "process_count_per_instance: 1" in err, err
+    assert not a100.jobs and not a100.find("PUT", "/codes/")
+    rc, out, err = submit(gpu_pipeline(tmp_path, 3, 1), "--no-lint")
+    assert rc == 1 and "step train asks for 3 nodes but cluster gpu-a100 scales to 2" in err, err
+    rc, out, err = submit(gpu_pipeline(tmp_path, 1, 1), "--no-lint")
+    assert rc == 0 and len(a100.jobs) == 1, err
+
+
+def test_preflight_warns_when_a_sweeps_concurrent_trials_do_not_fit(submit, a100, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("print('hi')\n")
+    a100.usage_rows["standardNCADSA100v4Family"] = (0, 72, "Standard NCADSA100v4 Family vCPUs")
+    sweep = _write(tmp_path / "sweep.yml", {
+        "$schema": "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json", "type": "sweep",
+        "compute": "azureml:gpu-a100", "sampling_algorithm": "random",
+        "trial": {"code": "./src", "command": "python train.py --lr ${{search_space.lr}}",
+                  "environment": "azureml://registries/azureml/environments/acpt-pytorch-2.2-cuda12.1/labels/latest"},
+        "search_space": {"lr": {"type": "uniform", "min_value": 0.001, "max_value": 0.1}},
+        "objective": {"goal": "maximize", "primary_metric": "val_accuracy"},
+        "limits": {"max_total_trials": 8, "max_concurrent_trials": 4}})
+    rc, out, err = submit(sweep, "--no-lint")
+    assert rc == 0 and len(a100.jobs) == 1, err
+    assert "warning: pre-flight: 4 trials at once need 4 nodes but cluster gpu-a100 scales to 2: 2 run at a " \
+           "time (hint: limits.max_concurrent_trials=2" in err, err

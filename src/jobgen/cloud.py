@@ -541,8 +541,8 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     context["compute"] = names[0] if names else "?"
     from . import recovery
 
-    if options.preflight and kind == "command_job":
-        _preflight(client, data, say)
+    if options.preflight:
+        _preflight(client, data, say, path.parent)
     attempts: list[recovery.Attempt] = []
     first = None
     while True:
@@ -610,11 +610,11 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     return 0 if status == "Completed" else 1
 
 
-def _preflight(client, data: dict, say: Callable[[str], None]) -> None:
+def _preflight(client, data: dict, say: Callable[[str], None], base: Path) -> None:
     """Warnings are said; problems stop the submission before anything is uploaded."""
     from . import preflight
 
-    report = preflight.check(client, data)
+    report = preflight.check(client, data, base=base)
     if not report.problems:
         for warning in report.warnings:
             say(f"warning: pre-flight: {warning}")

@@ -9,6 +9,10 @@ the code snapshot's upload, when the job has queued.
 - processes per node against the size's GPUs (the cluster's real size, which lint cannot know);
 - InfiniBand for a multi-node GPU job (the sizes whose names have an `r`).
 
+A command job is one demand; a pipeline has one per command step (its own compute or the
+pipeline's default, component files read for their distribution); a sweep's trials are one
+demand, with a warning when its concurrent trials cannot all fit the cluster or the quota.
+
 One line each with the fix; problems stop the submission (`--no-preflight` skips the checks),
 warnings are printed and the job goes on.
 """
@@ -16,7 +20,10 @@ warnings are printed and the job goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import vmsizes
 
@@ -26,65 +33,190 @@ class Report:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
 
-def _compute_name(data: dict) -> str | None:
-    compute = data.get("compute")
+    def warning(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one unit of a job file asks of a compute: the job itself, a pipeline step, a sweep's
+    trials (``at_once`` of them at the same time)."""
+
+    label: str  # "the job", "step train", "each trial"
+    compute: str | None  # a cluster's name; None for serverless
+    nodes: int
+    per_node: int
+    instance_type: str | None = None
+    at_once: int = 1
+
+
+def _compute_name(compute: Any) -> str | None:
     if not isinstance(compute, str) or not compute.strip():
         return None
     name = compute.strip().removeprefix("azureml:")
-    return None if name.lower() == "serverless" else name.rsplit("/", 1)[-1]
+    return None if name.lower() in ("serverless", "local") else name.rsplit("/", 1)[-1]
 
 
-def _job_shape(data: dict) -> tuple[int, int, str | None]:
-    """(nodes, processes per node, the serverless instance type) of a command job's YAML."""
-    resources = data.get("resources") or {}
-    nodes = int(resources.get("instance_count") or 1)
-    distribution = data.get("distribution") or {}
-    per_node = int(distribution.get("process_count_per_instance") or 1) if distribution else 1
-    return nodes, per_node, resources.get("instance_type")
+def _count(value: Any, default: int = 1) -> int:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return default  # a ${{...}} binding or a typo: lint's to report, not ours
 
 
-def check(client, data: dict, location: str | None = None) -> Report:
-    """The checks above for a command job (``data`` is its YAML after --set)."""
+def _shape(resources: Any, distribution: Any) -> tuple[int, int, str | None]:
+    resources = resources if isinstance(resources, dict) else {}
+    distribution = distribution if isinstance(distribution, dict) else {}
+    per_node = _count(distribution.get("process_count_per_instance")) if distribution else 1
+    return _count(resources.get("instance_count")), per_node, resources.get("instance_type")
+
+
+def _component(ref: Any, base: Path | None) -> dict:
+    """A step's component as a mapping: inline, or a local file; {} for a registered one."""
+    if isinstance(ref, dict):
+        return ref
+    if not isinstance(ref, str) or base is None or ref.startswith("azureml:"):
+        return {}
+    path = base / ref.removeprefix("file:")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}  # a missing or broken component file is load_job's error, with its line
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def demands(data: dict, base: Path | None = None) -> list[Demand]:
+    """Every unit of a job file that takes nodes: a command job; a sweep's trial (with its
+    concurrency); each command step of a pipeline (its own compute, else the pipeline's default),
+    nested pipeline steps included."""
+    kind = data.get("type")
+    if kind in (None, "command"):
+        nodes, per_node, instance_type = _shape(data.get("resources"), data.get("distribution"))
+        return [Demand("the job", _compute_name(data.get("compute")), nodes, per_node, instance_type)]
+    if kind == "sweep":
+        trial = data.get("trial") if isinstance(data.get("trial"), dict) else _component(data.get("trial"), base)
+        resources = data.get("resources") or trial.get("resources")
+        nodes, per_node, instance_type = _shape(resources, trial.get("distribution"))
+        limits = data.get("limits") if isinstance(data.get("limits"), dict) else {}
+        total = _count(limits.get("max_total_trials"))
+        at_once = min(_count(limits.get("max_concurrent_trials"), total), total)  # Azure: all of them by default
+        return [Demand("each trial", _compute_name(data.get("compute")), nodes, per_node, instance_type, at_once)]
+    if kind == "pipeline":
+        return _step_demands(data, base, "")
+    return []
+
+
+def _step_demands(data: dict, base: Path | None, prefix: str, inherited: Any = None) -> list[Demand]:
+    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+    default = settings.get("default_compute") or data.get("compute") or inherited
+    found = []
+    for name, node in (data.get("jobs") or {}).items() if isinstance(data.get("jobs"), dict) else []:
+        if not isinstance(node, dict):
+            continue
+        component = node if "command" in node else _component(node.get("component"), base)
+        kind = str(node.get("type") or component.get("type") or "command")
+        if kind == "pipeline":
+            inner_base = base
+            if isinstance(node.get("component"), str) and base is not None:
+                inner_base = (base / node["component"].removeprefix("file:")).parent
+            found += _step_demands(component, inner_base, f"{prefix}{name}/", node.get("compute") or default)
+            continue
+        if kind != "command":
+            continue  # spark, automl, parallel ...: their own services size them
+        nodes, per_node, instance_type = _shape(node.get("resources") or component.get("resources"),
+                                                node.get("distribution") or component.get("distribution"))
+        found.append(Demand(f"step {prefix}{name}", _compute_name(node.get("compute") or default), nodes, per_node,
+                            instance_type))
+    return found
+
+
+def check(client, data: dict, location: str | None = None, base: Path | None = None) -> Report:
+    """The checks above for every unit of a job file (``data`` is its YAML after --set; ``base``
+    its folder, for the component files of pipeline steps)."""
     report = Report()
-    if data.get("type") not in (None, "command"):
-        return report
-    nodes, per_node, instance_type = _job_shape(data)
-    name = _compute_name(data)
-    size_name, low_priority, where = instance_type, False, "serverless"
-    if name is not None:
-        try:
-            cluster = client.compute.get(name)
-        except Exception:  # noqa: BLE001 - a missing compute is submit's own error, with its fix
-            return report
+    asked = _Workspace(client, location)
+    for demand in demands(data, base):
+        _check_one(asked, demand, report)
+    return report
+
+
+class _Workspace:
+    """The workspace's answers, asked once per submission."""
+
+    def __init__(self, client, location: str | None):
+        self.client, self.location = client, location
+        self._clusters: dict[str, Any] = {}
+        self._sizes: dict[str, Any] | None = None
+        self._usages: list | None = None
+
+    def cluster(self, name: str):
+        if name not in self._clusters:
+            try:
+                self._clusters[name] = self.client.compute.get(name)
+            except Exception:  # noqa: BLE001 - a missing compute is submit's own error, with its fix
+                self._clusters[name] = None
+        return self._clusters[name]
+
+    def sizes(self) -> dict[str, Any]:
+        if self._sizes is None:
+            self._sizes = _sizes(self.client, self.location)
+        return self._sizes
+
+    def usages(self) -> list:
+        if self._usages is None:
+            try:
+                self._usages = list(self.client.compute.list_usage(location=self.location))
+            except Exception:  # noqa: BLE001 - quota cannot be read: Azure will say at queue time
+                self._usages = []
+        return self._usages
+
+
+def _check_one(ws: _Workspace, demand: Demand, report: Report) -> None:
+    nodes, per_node = demand.nodes, demand.per_node
+    who = "the job" if demand.label == "the job" else demand.label
+    size_name, low_priority, where, most = demand.instance_type, False, "serverless", None
+    if demand.compute is not None:
+        cluster = ws.cluster(demand.compute)
+        if cluster is None:
+            return
         size_name = getattr(cluster, "size", None)
         low_priority = str(getattr(cluster, "tier", "") or "").lower().replace("_", "") == "lowpriority"
-        where = f"cluster {name}"
-        location = location or getattr(cluster, "location", None)
+        where = f"cluster {demand.compute}"
+        ws.location = ws.location or getattr(cluster, "location", None)
         most = getattr(cluster, "max_instances", None)
         if most is not None and nodes > int(most):
-            report.problems.append(f"the job asks for {nodes} nodes but {where} scales to {most} (hint: set "
-                                   f"resources.instance_count to {most} or less, or raise the cluster's max_instances: "
-                                   f"az ml compute update -n {name} --max-instances {nodes})")
+            report.problem(f"{who} asks for {nodes} nodes but {where} scales to {most} (hint: set "
+                           f"resources.instance_count to {most} or less, or raise the cluster's max_instances: "
+                           f"az ml compute update -n {demand.compute} --max-instances {nodes})")
+            return
+        if most is not None and demand.at_once > 1 and nodes * demand.at_once > int(most):
+            fit = max(1, int(most) // nodes)
+            report.warning(f"{demand.at_once} trials at once need {nodes * demand.at_once} nodes but {where} scales "
+                           f"to {most}: {fit} run at a time (hint: limits.max_concurrent_trials={fit}, or raise "
+                           f"max_instances)")
     if not size_name:
-        return report
-    sizes = _sizes(client, location)
-    remote = sizes.get(str(size_name).lower())
+        return
+    remote = ws.sizes().get(str(size_name).lower())
     local = {k.lower(): v for k, v in vmsizes.table().items()}.get(str(size_name).lower())
     size_name = local.name if local else str(getattr(remote, "name", None) or size_name)  # Azure spells it in capitals
     vcpus = int(getattr(remote, "v_cp_us", 0) or (local.vcpus if local else 0))
     gpus = int(getattr(remote, "gpus", 0) or (local.whole_gpus if local else 0))
     family = getattr(remote, "family", None)
     if gpus and per_node > gpus:
-        report.problems.append(f"{per_node} processes per node but {size_name} ({where}) has {gpus} GPU(s) (hint: "
-                               f"--set distribution.process_count_per_instance={gpus})")
+        setting = "distribution.process_count_per_instance"
+        report.problem(f"{who}: {per_node} processes per node but {size_name} ({where}) has {gpus} GPU(s) (hint: "
+                       + (f"--set {setting}={gpus})" if demand.label == "the job" else f"{setting}: {gpus})"))
     if nodes > 1 and gpus and local is not None and not local.infiniband:
-        report.warnings.append(f"{nodes} nodes of {size_name} have no InfiniBand: NCCL goes over TCP between nodes, "
-                               "often several times slower (hint: an InfiniBand size, whose name has an 'r', e.g. "
-                               "Standard_ND96asr_v4, or one node with more GPUs)")
+        report.warning(f"{nodes} nodes of {size_name} have no InfiniBand: NCCL goes over TCP between nodes, "
+                       "often several times slower (hint: an InfiniBand size, whose name has an 'r', e.g. "
+                       "Standard_ND96asr_v4, or one node with more GPUs)")
     if vcpus:
-        _quota(client, location, report, size_name, family, nodes * vcpus, low_priority, where)
-    return report
+        _quota(ws, report, size_name, family, nodes * vcpus, low_priority, where, who, demand.at_once)
 
 
 def _sizes(client, location: str | None) -> dict[str, Any]:
@@ -94,27 +226,27 @@ def _sizes(client, location: str | None) -> dict[str, Any]:
         return {}
 
 
-def _quota(client, location, report: Report, size: str, family: str | None, need: int, low_priority: bool,
-           where: str) -> None:
-    try:
-        usages = list(client.compute.list_usage(location=location))
-    except Exception:  # noqa: BLE001 - quota cannot be read: Azure will say at queue time
-        return
-    by_name = {}
-    for usage in usages:
-        by_name[_usage_name(usage)[0].lower()] = usage
+def _quota(ws: _Workspace, report: Report, size: str, family: str | None, need: int, low_priority: bool,
+           where: str, who: str, at_once: int = 1) -> None:
+    by_name = {_usage_name(usage)[0].lower(): usage for usage in ws.usages()}
     wanted = ["lowprioritycores"] if low_priority else ([family.lower()] if family else []) + ["totalcores"]
-    region = location or "the workspace's region"
+    region = ws.location or "the workspace's region"
     for key in wanted:
         usage = by_name.get(key)
         if usage is None or usage.limit is None:
             continue
         free = int(usage.limit) - _used(usage)
+        label = _usage_name(usage)[1] or key
         if need > free:
-            label = _usage_name(usage)[1] or key
-            report.problems.append(f"quota: the job needs {need} vCPUs of {size} ({where}), but {label} in {region} "
-                                   f"has {max(free, 0)} of {usage.limit} free (hint: request more quota (Azure portal: "
-                                   f"Quotas, Machine Learning), use fewer nodes or another size)")
+            report.problem(f"quota: {who} needs {need} vCPUs of {size} ({where}), but {label} in {region} "
+                           f"has {max(free, 0)} of {usage.limit} free (hint: request more quota (Azure portal: "
+                           f"Quotas, Machine Learning), use fewer nodes or another size)")
+            return
+        if at_once > 1 and need * at_once > free:
+            fit = max(1, free // need)
+            report.warning(f"quota: {at_once} trials at once need {need * at_once} vCPUs of {size} ({where}), but "
+                           f"{label} in {region} has {free} free: {fit} run at a time (hint: "
+                           f"limits.max_concurrent_trials={fit}, or request more quota)")
             return
 
 
