@@ -474,6 +474,23 @@ def test_logs_of_a_running_workspace_job_say_to_follow(cli, submit, fake, monkey
     assert len(err.strip().splitlines()) == 1
 
 
+def test_logs_follow_streams_process_0_live_then_merges_every_rank(cli, submit, fake, monkeypatch):
+    fake.status_sequence = ("Running",) * 4  # submit's read, ours, then jobs.stream's polls
+    fake.job_final_status = "Failed"
+    rc, _, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    name = list(fake.jobs)[-1]
+    fake.set_job_logs(name, {"std_log.txt": "2026-12-02 10:00:01 rank 0 starting\n", **RANK_LOGS})
+    monkeypatch.setattr("jobgen.cloud.make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+    rc, out, err = cli("logs", name, "--follow", *WS)
+    assert rc == 0, err
+    assert f"{name}: Running; process 0's log live until it ends, then every rank's, merged" in err
+    live, merged = out.split("first failure: rank 3 (node 1)", 1)
+    assert "rank 0 starting" in live  # what jobs.stream printed while the job ran
+    assert "  | RuntimeError: CUDA out of memory" in merged and "rank 2 starting" in merged
+    assert "Traceback" not in err
+
+
 # ------------------------------------------------------------------ recovery: submit --stream --retry
 
 PREEMPTED = {"status": "Failed", "error": "Job preempted: the low priority node was taken back (NodePreempted)",

@@ -751,12 +751,18 @@ def job_logs(client, job_name: str, dest: Path, ws: Workspace | None = None, fol
     """Every rank's user_logs of a workspace job, downloaded with MLClient into ``dest``
     (jobs.download(all=True): artifacts/user_logs/std_log_process_N.txt), not just process 0's
     that jobs.stream prints. Azure lets a job's logs be downloaded once it has ended: with
-    ``follow`` this waits for that, saying each status it passes; else a running job is one
-    clear line. Returns (the job, the folder holding user_logs/)."""
+    ``follow`` a running job's process 0 is streamed live meanwhile (jobs.stream, what
+    ``az ml job stream`` prints) and every rank is downloaded when it ends; without, a running
+    job is one clear line. Returns (the job, the folder holding user_logs/)."""
     try:
         job = client.jobs.get(job_name)
+        if follow and status_of(job) not in TERMINAL:
+            say(f"{job_name}: {status_of(job)}; process 0's log live until it ends, then every rank's, merged "
+                "(Ctrl-C stops following; the job goes on)")
+            _stream_until_end(client, job_name)
+            job = client.jobs.get(job_name)
         seen = None
-        while follow and status_of(job) not in TERMINAL:
+        while follow and status_of(job) not in TERMINAL:  # stream returned early (a lost connection)
             if status_of(job) != seen:
                 seen = status_of(job)
                 say(f"{job_name}: {seen}; every rank's logs are shown when it ends (Ctrl-C stops waiting)")
@@ -775,6 +781,22 @@ def job_logs(client, job_name: str, dest: Path, ws: Workspace | None = None, fol
             raise
         raise mapped from None
     return job, dest / "artifacts"
+
+
+def _stream_until_end(client, job_name: str) -> None:
+    """jobs.stream prints process 0's log until the job ends; a failed job raises JobException,
+    which is the status's to tell, not an error of ``logs``."""
+    try:
+        client.jobs.stream(job_name)
+    except KeyboardInterrupt:
+        raise JobgenError(f"stopped following job {job_name}; it keeps running in Azure",
+                          where=job_name, hint=f"follow it again: generator.py logs {job_name} --follow") from None
+    except Exception as exc:  # noqa: BLE001
+        if type(exc).__name__ != "JobException":
+            raise
+        if "interrupted" in _message(exc):  # azure-ai-ml turns Ctrl-C into a JobException
+            raise JobgenError(f"stopped following job {job_name}; it keeps running in Azure", where=job_name,
+                              hint=f"follow it again: generator.py logs {job_name} --follow") from None
 
 
 def status_of(job) -> str:
