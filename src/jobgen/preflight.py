@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from . import vmsizes
+from .azml import model, refs
 
 
 @dataclass
@@ -69,69 +70,65 @@ def _count(value: Any, default: int = 1) -> int:
         return default  # a ${{...}} binding or a typo: lint's to report, not ours
 
 
-def _shape(resources: Any, distribution: Any) -> tuple[int, int, str | None]:
-    resources = resources if isinstance(resources, dict) else {}
-    distribution = distribution if isinstance(distribution, dict) else {}
-    per_node = _count(distribution.get("process_count_per_instance")) if distribution else 1
-    return _count(resources.get("instance_count")), per_node, resources.get("instance_type")
+def _demand(label: str, compute: Any, command: model.Command, resources: dict | None = None,
+            at_once: int = 1) -> Demand:
+    resources = resources or command.resources
+    per_node = _count(command.distribution.get("process_count_per_instance")) if command.distribution else 1
+    return Demand(label, _compute_name(compute), _count(resources.get("instance_count")), per_node,
+                  resources.get("instance_type"), at_once)
 
 
-def _component(ref: Any, base: Path | None) -> dict:
-    """A step's component as a mapping: inline, or a local file; {} for a registered one."""
-    if isinstance(ref, dict):
-        return ref
-    if not isinstance(ref, str) or base is None or ref.startswith("azureml:"):
-        return {}
-    path = base / ref.removeprefix("file:")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}  # a missing or broken component file is load_job's error, with its line
-    return loaded if isinstance(loaded, dict) else {}
+def _component(ref: Any, base: Path) -> model.Command | model.Pipeline | None:
+    """A step's (or a sweep's trial's) component: inline or a local file, read with the typed
+    model as the runner reads it; None for a registered one (its step's settings still count)."""
+    if isinstance(ref, str):
+        local = refs.local_path(ref)
+        if local is None:
+            return None
+        path = base / local
+        try:
+            ref = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            return None  # a missing or broken component file is load_job's error, with its line
+        base = path.parent
+    if not isinstance(ref, dict):
+        return None
+    return model.read_pipeline(ref, base) if ref.get("type") == "pipeline" else model.read_command(ref, base)
 
 
 def demands(data: dict, base: Path | None = None) -> list[Demand]:
     """Every unit of a job file that takes nodes: a command job; a sweep's trial (with its
     concurrency); each command step of a pipeline (its own compute, else the pipeline's default),
     nested pipeline steps included."""
+    base = base or Path(".")
     kind = data.get("type")
     if kind in (None, "command"):
-        nodes, per_node, instance_type = _shape(data.get("resources"), data.get("distribution"))
-        return [Demand("the job", _compute_name(data.get("compute")), nodes, per_node, instance_type)]
+        return [_demand("the job", data.get("compute"), model.read_command(data, base))]
     if kind == "sweep":
-        trial = data.get("trial") if isinstance(data.get("trial"), dict) else _component(data.get("trial"), base)
-        resources = data.get("resources") or trial.get("resources")
-        nodes, per_node, instance_type = _shape(resources, trial.get("distribution"))
-        limits = data.get("limits") if isinstance(data.get("limits"), dict) else {}
-        total = _count(limits.get("max_total_trials"))
-        at_once = min(_count(limits.get("max_concurrent_trials"), total), total)  # Azure: all of them by default
-        return [Demand("each trial", _compute_name(data.get("compute")), nodes, per_node, instance_type, at_once)]
+        sweep = model.read_sweep(data, base)
+        trial = _component(data.get("trial"), base)
+        trial = trial if isinstance(trial, model.Command) else sweep.trial
+        total = _count(sweep.limits.get("max_total_trials"))
+        at_once = min(_count(sweep.limits.get("max_concurrent_trials"), total), total)  # Azure: all at once by default
+        return [_demand("each trial", data.get("compute"), trial, sweep.resources or trial.resources, at_once)]
     if kind == "pipeline":
-        return _step_demands(data, base, "")
+        return _step_demands(model.read_pipeline(data, base), "", None)
     return []
 
 
-def _step_demands(data: dict, base: Path | None, prefix: str, inherited: Any = None) -> list[Demand]:
-    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
-    default = settings.get("default_compute") or data.get("compute") or inherited
+def _step_demands(pipeline: model.Pipeline, prefix: str, inherited: Any) -> list[Demand]:
+    default = pipeline.compute or inherited
     found = []
-    for name, node in (data.get("jobs") or {}).items() if isinstance(data.get("jobs"), dict) else []:
-        if not isinstance(node, dict):
-            continue
-        component = node if "command" in node else _component(node.get("component"), base)
-        kind = str(node.get("type") or component.get("type") or "command")
-        if kind == "pipeline":
-            inner_base = base
-            if isinstance(node.get("component"), str) and base is not None:
-                inner_base = (base / node["component"].removeprefix("file:")).parent
-            found += _step_demands(component, inner_base, f"{prefix}{name}/", node.get("compute") or default)
-            continue
-        if kind != "command":
+    for step in pipeline.steps.values():
+        if step.kind not in model.RUNNABLE_STEPS:
             continue  # spark, automl, parallel ...: their own services size them
-        nodes, per_node, instance_type = _shape(node.get("resources") or component.get("resources"),
-                                                node.get("distribution") or component.get("distribution"))
-        found.append(Demand(f"step {prefix}{name}", _compute_name(node.get("compute") or default), nodes, per_node,
-                            instance_type))
+        body = step.inline if step.inline is not None else _component(step.component, pipeline.base)
+        compute = step.overrides.get("compute") or default
+        if isinstance(body, model.Pipeline):
+            found += _step_demands(body, f"{prefix}{step.name}/", compute)
+            continue
+        body = body or model.read_command({}, pipeline.base)  # a registered component: the step's own settings
+        found.append(_demand(f"step {prefix}{step.name}", compute, body.overridden(step)))
     return found
 
 
@@ -178,7 +175,7 @@ class _Workspace:
 
 def _check_one(ws: _Workspace, demand: Demand, report: Report) -> None:
     nodes, per_node = demand.nodes, demand.per_node
-    who = "the job" if demand.label == "the job" else demand.label
+    who = demand.label
     size_name, low_priority, where, most = demand.instance_type, False, "serverless", None
     if demand.compute is not None:
         cluster = ws.cluster(demand.compute)
