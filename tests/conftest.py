@@ -9,6 +9,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Where PYTHONDONTWRITEBYTECODE is set (this project's CI machines set it) every training process the
+# tests start compiles the trainer anew from its run folder's code snapshot, which holds no bytecode
+# (Azure uploads none: __pycache__ is ignored); on Azure and on users' machines the first process of a
+# job writes it and the others read it. Run the tests' processes as they run there.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # lint's cache of azure-ai-ml verdicts (lint/cache.py): one of the test session's own, never the user's.
 _LINT_CACHE = tempfile.mkdtemp(prefix="jobgen-test-lint-cache-")
 os.environ["JOBGEN_LINT_CACHE"] = _LINT_CACHE
