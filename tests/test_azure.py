@@ -694,3 +694,57 @@ def test_preflight_warns_when_a_sweeps_concurrent_trials_do_not_fit(submit, a100
     assert rc == 0 and len(a100.jobs) == 1, err
     assert "warning: pre-flight: 4 trials at once need 4 nodes but cluster gpu-a100 scales to 2: 2 run at a " \
            "time (hint: limits.max_concurrent_trials=2" in err, err
+
+
+# ------------------------------------------------------------------ serverless, tiers, identity
+
+def test_serverless_job_asks_for_no_cluster_and_carries_its_tier_and_identity(submit, fake):
+    fake.add_data_asset("chickens-turkeys", "1")
+    rc, out, err = submit(ROOT / "jobs/chickens-turkeys-serverless/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    body = fake.job_body()["properties"]
+    assert body.get("computeId") in (None, "serverless")
+    assert body["resources"]["instanceCount"] == 2
+    assert body["resources"]["instanceType"] == "Standard_NC24ads_A100_v4"
+    assert body["resources"]["shmSize"] == "64g" and body["resources"]["dockerArgs"] == "--ulimit memlock=-1"
+    assert body["queueSettings"]["jobTier"] == "Spot"
+    assert body["identity"] == {"identityType": "UserIdentity"}
+    assert not fake.find("PUT", "/computes/") and not fake.find("GET", "/computes/")  # no cluster to ensure
+
+
+def test_a_spot_serverless_job_is_checked_against_low_priority_quota(submit, fake):
+    """Spot jobs draw on the region's low-priority cores; the job needs 2 x 24 of them."""
+    from jobgen import preflight
+
+    import yaml
+
+    [demand] = preflight.demands(yaml.safe_load((ROOT / "jobs/chickens-turkeys-serverless/job.yml").read_text()))
+    assert demand.compute is None and demand.spot and demand.instance_type == "Standard_NC24ads_A100_v4"
+    fake.add_data_asset("chickens-turkeys", "1")
+    fake.vm_sizes[A100] = ("standardNCADSA100v4Family", 24, 1)
+    fake.usage_rows["standardNCADSA100v4Family"] = (0, 96, "Standard NCADSA100v4 Family vCPUs")  # dedicated: room
+    fake.usage_rows["lowPriorityCores"] = (0, 24, "Total Regional Low-priority vCPUs")
+    rc, out, err = submit(ROOT / "jobs/chickens-turkeys-serverless/job.yml")
+    assert rc == 1 and not fake.find("PUT", "/jobs/"), err
+    assert "the job needs 48 vCPUs of Standard_NC24ads_A100_v4 (serverless), but Total Regional Low-priority " \
+           "vCPUs in" in err and "has 24 of 24 free" in err and "nothing was uploaded" in err, err
+
+
+def test_a_preempted_spot_job_is_resubmitted_in_the_fallback_tier(submit, fake, monkeypatch):
+    monkeypatch.setenv("AZUREML_RUN_POLLING_INTERVAL_MIN", "0")
+    fake.status_sequence = ()
+    fake.add_data_asset("chickens-turkeys", "1")
+    fake.vm_sizes[A100] = ("standardNCADSA100v4Family", 24, 1)
+    fake.job_outcomes = [dict(PREEMPTED), {"status": "Completed"}]
+    job = ROOT / "jobs/chickens-turkeys-serverless/job.yml"
+    rc, out, err = submit(job, "--stream", "--retry", "2", "--fallback-tier", "standard")
+    assert rc == 0, err
+    first = list(fake.jobs)[0]
+    assert fake.job_body(first)["properties"]["queueSettings"]["jobTier"] == "Spot"
+    again = fake.job_body(f"{first}-retry1")["properties"]
+    assert again["queueSettings"]["jobTier"] == "Standard" and again["resources"]["instanceType"] == A100
+    assert f"attempt 2 as {first}-retry1, in the standard tier, with the outputs of {first}" in err, err
+
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--stream", "--retry", "2", "--fallback-tier", "standard")
+    assert rc == 1 and "runs on compute cpu-cluster, whose VMs are its own tier" in err.strip().splitlines()[-1]
+    assert len(err.strip().splitlines()) == 1

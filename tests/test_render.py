@@ -29,6 +29,12 @@ CASES = {
                           "--set", "inputs.data.path=data/penguins.csv", "--no-lint"],
     "pipeline-penguins": ["-f", "jobs/penguins-pipeline/values.yaml", "--set", "pipeline.min_accuracy=0.95"],
     "pipeline-images": ["--set", "pipeline.enabled=true", "--set", "inputs.pretrained=true", "--nodes", "2"],
+    "serverless-spot": ["--serverless", "--vm-size", "Standard_NC24ads_A100_v4", "--nodes", "2", "--tier", "spot",
+                        "--set", "identity.type=user_identity", "--set", "resources.docker_args=--ulimit memlock=-1"],
+    "serverless-pipeline": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "pipeline.enabled=true",
+                            "--tier", "standard"],
+    "serverless-sweep": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "sweep.enabled=true",
+                         "--tier", "spot"],
     "literal-strings": ["--set", "inputs.learning_rate=1e-3", "--set", "inputs.pretrained=true",
                    "--gpus", "2"],
 }
@@ -65,14 +71,14 @@ def test_rendered_files_load_with_azure_ai_ml(cli, checkout, name):
     files = render_case(cli, checkout, name, out)
     loaders = {"job.yml": load_job, "compute.yml": load_compute, "environment.yml": load_environment,
                "data.yml": load_data}
-    loaders["pipeline.yml"] = load_job
+    loaders["pipeline.yml"] = loaders["sweep.yml"] = load_job
     for fname in files:
         if fname in loaders:
             entity = loaders[fname](source=out / fname)
             if hasattr(entity, "_validate"):
                 result = entity._validate()
                 assert result.passed, (fname, result.error_messages)
-    if "pipeline.yml" in files:
+    if "pipeline.yml" in files or "sweep.yml" in files:
         return
     job = load_job(source=out / "job.yml")._to_job()
     rest = job._to_rest_object().properties

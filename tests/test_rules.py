@@ -171,6 +171,11 @@ CASES = {
     "JG065": Case("job.yml", JOB + "services:\n  shell:\n    type: ssh\n    properties: {ssh_public_keys: ssh-ed25519 A}\n",
                   JOB + "services:\n  shell:\n    type: ssh\n", 7, "ssh service 'shell' has no ssh_public_keys"),
     "JG066": Case("job.yml", JOB, JOB.replace("azureml:env@latest", "azureml:env@lates"), 4, "asks for label 'lates'"),
+    "JG067": Case("job.yml", SERVERLESS + "resources: {instance_type: Standard_E4s_v3}\nqueue_settings: {job_tier: spot}\n",
+                  JOB + "queue_settings:\n  job_tier: spot\n", 7, "job_tier spot has no effect on compute azureml:cpu"),
+    "JG068": Case("job.yml", SERVERLESS + "resources: {instance_type: Standard_E4s_v3}\nidentity: {type: user_identity}\n",
+                  SERVERLESS + "resources: {instance_type: Standard_E4s_v3}\nidentity:\n  type: managed\n", 6,
+                  "no system-assigned identity to use"),
     "JG070": Case("pipe.yml", step("a: {type: command, command: echo hi, environment: azureml:env@latest}\n"),
                   PIPELINE + "jobs: {}\n", 5, "a pipeline needs jobs"),
     "JG071": Case("pipe.yml", step("""\

@@ -55,7 +55,8 @@ sweep:
     sweep = yaml.safe_load((checkout / "rendered" / "sweep.yml").read_text())
     assert set(sweep["search_space"]) == {"learning_rate", "batch_size"}
     assert sweep["inputs"]["momentum"] == 0.9 and sweep["inputs"]["batch_size"] == "${{search_space.batch_size}}"
-    assert sweep["trial"]["resources"] == {"instance_count": 2}
+    # an image job's trials get shared memory for their DataLoader workers: half the T4 VM's, at most 64g
+    assert sweep["trial"]["resources"] == {"instance_count": 2, "shm_size": "64g"}
     assert "sweep of 4 trials" in out
 
 

@@ -56,7 +56,13 @@ def _render_parser(sub: Any) -> argparse.ArgumentParser:
     short.add_argument("--launcher", metavar="KIND", help="per-process (Azure starts P processes per node) | "
                        "torchrun (Azure starts one torchrun per node)")
     short.add_argument("--compute", metavar="NAME", help="compute cluster name (job.compute, cluster.name)")
-    short.add_argument("--vm-size", metavar="SIZE", help="cluster VM size, e.g. Standard_NC24ads_A100_v4")
+    short.add_argument("--vm-size", metavar="SIZE", help="cluster VM size, e.g. Standard_NC24ads_A100_v4 (with "
+                       "--serverless: the VM size of each node)")
+    short.add_argument("--serverless", action="store_true", help="no cluster: Azure starts VMs of --vm-size for the "
+                       "job and bills only while it runs (job.compute: serverless)")
+    short.add_argument("--tier", choices=("spot", "basic", "standard", "premium", "dedicated", "low_priority"),
+                       help="serverless: the job's queue tier (queue_settings.job_tier; spot is preemptible and "
+                       "cheapest); a cluster: its VMs' tier (cluster.tier: dedicated or low_priority)")
     short.add_argument("--environment", metavar="REF", help="environment reference: azureml:<name>@latest, "
                        "azureml:<name>:<version> or azureml://registries/...; default: the one rendered from env:")
     short.add_argument("--experiment", metavar="NAME", help="experiment name")
@@ -180,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "memory and quota are never retried")
     submit.add_argument("--fallback-compute", metavar="NAME",
                         help="with --retry: after a preemption, resubmit on this (dedicated) compute")
+    submit.add_argument("--fallback-tier", choices=("basic", "standard", "premium"),
+                        help="with --retry, for a serverless job in the spot tier: after a preemption, resubmit in "
+                             "this tier (not preemptible), e.g. standard")
     submit.add_argument("--no-preflight", action="store_true",
                         help="skip the pre-flight checks (quota of the size's VM family, the cluster's max nodes, "
                              "processes vs GPUs, InfiniBand) asked of the workspace before anything is uploaded")
@@ -291,6 +300,12 @@ def flags_patch(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str
         else:
             put("job.distribution.type", args.distribution, "--distribution")
             origins["job.distribution"] = "--distribution"
+    if getattr(args, "serverless", False):
+        put("job.compute", "serverless", "--serverless")
+    if getattr(args, "tier", None) in ("dedicated", "low_priority"):
+        put("cluster.tier", args.tier, "--tier")
+    elif getattr(args, "tier", None):
+        put("job.queue_settings.job_tier", args.tier, "--tier")
     if args.compute is not None:
         name = args.compute[len("azureml:"):] if args.compute.startswith("azureml:") else args.compute
         put("cluster.name", name, "--compute")
@@ -348,7 +363,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     if args.check or args.all:
         if args.values or args.output or any(getattr(args, a) is not None for a in FLAG_PATHS) \
-                or args.distribution or args.compute:
+                or args.distribution or args.compute or args.serverless or args.tier:
             raise JobgenError("--check/--all render the definitions under jobs/ as they are",
                               where="render", hint="drop -f, -o and shortcut flags (use --set for a what-if)")
         return _render_definitions(args, check=args.check)
@@ -399,7 +414,9 @@ def _summary(spec) -> str:
     what = ("pipeline train -> export_onnx -> register, train on" if spec.kind == "pipeline" else
             f"sweep of {spec.sweep.max_total_trials} trials, each on" if spec.kind == "sweep" else "job on")
     return (f"{what} {job.resources.instance_count} node(s) x {spec.launcher.processes_per_node} process(es) per "
-            f"node ({dist}, {spec.launcher.type}) on {job.compute}" + (f" [{spec.vm.name}]" if spec.vm else ""))
+            f"node ({dist}, {spec.launcher.type}) on {job.compute or 'serverless compute'}"
+            + (f" [{spec.vm.name}]" if spec.vm else "")
+            + (f", {job.queue_settings['job_tier']} tier" if job.queue_settings.get("job_tier") else ""))
 
 
 def _render_definitions(args: argparse.Namespace, check: bool) -> int:
@@ -576,12 +593,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     options = cloud.SubmitOptions(sets=args.sets, ensure_compute=args.ensure_compute, stream=args.stream,
                                   dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic,
                                   retry=args.retry, fallback_compute=args.fallback_compute,
+                                  fallback_tier=args.fallback_tier,
                                   preflight=not args.no_preflight)
     if args.retry < 0:
         raise JobgenError("--retry must be 0 or more", where="--retry", hint="e.g. --stream --retry 2")
-    if (args.retry or args.fallback_compute) and not args.stream:
+    if (args.retry or args.fallback_compute or args.fallback_tier) and not args.stream:
         raise JobgenError("--retry and --fallback-compute need --stream (the job is followed to its end)",
                           where="--retry", hint="add --stream")
+    if args.fallback_tier and args.fallback_compute:
+        raise JobgenError("--fallback-tier is for serverless jobs, --fallback-compute for jobs on a cluster",
+                          where="--fallback-tier", hint="give one of them")
     if args.traffic is not None and not 0 <= args.traffic <= 100:
         raise JobgenError("--traffic must be 0..100", where="--traffic", hint="a percentage, e.g. --traffic 100")
     if args.dry_run:  # no network, no credential: the workspace only names ARM ids when it is known

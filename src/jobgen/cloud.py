@@ -337,6 +337,7 @@ class SubmitOptions:
     traffic: int | None = None  # online deployments: set this much traffic to it after creating
     retry: int = 0  # with stream: resubmit a job whose failure is recoverable (recovery.py) up to this often
     fallback_compute: str | None = None  # after a preemption, resubmit on this (dedicated) compute
+    fallback_tier: str | None = None  # after a preemption of a serverless job, resubmit in this tier (standard)
     preflight: bool = True  # quota, cluster size, GPUs and InfiniBand asked of the workspace first (preflight.py)
 
 
@@ -541,6 +542,11 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     context["compute"] = names[0] if names else "?"
     from . import recovery
 
+    compute = str(data.get("compute") or "").removeprefix("azureml:")
+    if options.fallback_tier and compute and compute.lower() != "serverless":
+        raise JobgenError(f"--fallback-tier changes a serverless job's tier, but this job runs on compute {compute}, "
+                          "whose VMs are its own tier", where=paths.display(path),
+                          hint="use --fallback-compute NAME (a dedicated cluster) instead")
     if options.preflight:
         _preflight(client, data, say, path.parent)
     attempts: list[recovery.Attempt] = []
@@ -596,6 +602,8 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
         if verdict.kind == "preempted" and options.fallback_compute:
             entity.compute = options.fallback_compute
             moved = f", on {options.fallback_compute}"
+        if verdict.kind == "preempted" and options.fallback_tier:
+            moved += f", in the {_requeue_tier(entity, options.fallback_tier)} tier"
         entity.name = f"{first}-retry{len(attempts)}"
         attempt.action = f"resubmitted as {entity.name}"
         say(f"job {name} failed: {verdict.line()}; attempt {len(attempts) + 1} as {entity.name}{moved}, "
@@ -608,6 +616,15 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     else:
         say(f"job {name} ended: {status}" + (f" after {len(attempts)} attempts" if len(attempts) > 1 else ""))
     return 0 if status == "Completed" else 1
+
+
+def _requeue_tier(entity, tier: str) -> str:
+    """A serverless job's queue tier from here on (its priority kept); returns the tier."""
+    from azure.ai.ml.entities import QueueSettings
+
+    before = getattr(entity, "queue_settings", None)
+    entity.queue_settings = QueueSettings(job_tier=tier, priority=getattr(before, "priority", None))
+    return tier
 
 
 def _preflight(client, data: dict, say: Callable[[str], None], base: Path) -> None:

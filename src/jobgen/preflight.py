@@ -54,6 +54,7 @@ class Demand:
     per_node: int
     instance_type: str | None = None
     at_once: int = 1
+    spot: bool = False  # serverless in the spot tier: low-priority quota, as a low-priority cluster's
 
 
 def _compute_name(compute: Any) -> str | None:
@@ -71,11 +72,12 @@ def _count(value: Any, default: int = 1) -> int:
 
 
 def _demand(label: str, compute: Any, command: model.Command, resources: dict | None = None,
-            at_once: int = 1) -> Demand:
+            at_once: int = 1, queue: Any = None) -> Demand:
     resources = resources or command.resources
     per_node = _count(command.distribution.get("process_count_per_instance")) if command.distribution else 1
+    spot = isinstance(queue, dict) and str(queue.get("job_tier") or "").lower() == "spot"
     return Demand(label, _compute_name(compute), _count(resources.get("instance_count")), per_node,
-                  resources.get("instance_type"), at_once)
+                  resources.get("instance_type"), at_once, spot)
 
 
 def _component(ref: Any, base: Path) -> model.Command | model.Pipeline | None:
@@ -103,14 +105,16 @@ def demands(data: dict, base: Path | None = None) -> list[Demand]:
     base = base or Path(".")
     kind = data.get("type")
     if kind in (None, "command"):
-        return [_demand("the job", data.get("compute"), model.read_command(data, base))]
+        return [_demand("the job", data.get("compute"), model.read_command(data, base),
+                        queue=data.get("queue_settings"))]
     if kind == "sweep":
         sweep = model.read_sweep(data, base)
         trial = _component(data.get("trial"), base)
         trial = trial if isinstance(trial, model.Command) else sweep.trial
         total = _count(sweep.limits.get("max_total_trials"))
         at_once = min(_count(sweep.limits.get("max_concurrent_trials"), total), total)  # Azure: all at once by default
-        return [_demand("each trial", data.get("compute"), trial, sweep.resources or trial.resources, at_once)]
+        return [_demand("each trial", data.get("compute"), trial, sweep.resources or trial.resources, at_once,
+                        data.get("queue_settings"))]
     if kind == "pipeline":
         return _step_demands(model.read_pipeline(data, base), "", None)
     return []
@@ -176,7 +180,7 @@ class _Workspace:
 def _check_one(ws: _Workspace, demand: Demand, report: Report) -> None:
     nodes, per_node = demand.nodes, demand.per_node
     who = demand.label
-    size_name, low_priority, where, most = demand.instance_type, False, "serverless", None
+    size_name, low_priority, where, most = demand.instance_type, demand.spot, "serverless", None
     if demand.compute is not None:
         cluster = ws.cluster(demand.compute)
         if cluster is None:

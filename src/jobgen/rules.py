@@ -91,6 +91,8 @@ TIMEOUT = _rule("JG063", ERROR, "limits.timeout that is not a positive number of
 QUEUE_SETTINGS = _rule("JG064", ERROR, "queue_settings with an unknown job_tier or priority")
 SERVICES = _rule("JG065", ERROR, "an interactive service that cannot work as written (ssh without a key)")
 REFERENCE = _rule("JG066", ERROR, "a malformed asset reference (azureml:name@label, azureml://registries/...)")
+QUEUE_NO_EFFECT = _rule("JG067", WARNING, "queue_settings.job_tier on a compute cluster (only serverless jobs have tiers)")
+IDENTITY = _rule("JG068", ERROR, "an identity that cannot work where the job runs (serverless: no system-assigned identity)")
 
 # ---------------------------------------------------------------- pipelines
 NO_JOBS = _rule("JG070", ERROR, "a pipeline without steps, or a step that is not a mapping")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths, rules, secretscan, vmsizes
+from . import jobsettings, paths, rules, secretscan, vmsizes
 from .azml import shell
 from .errors import Problem, SpecError
 from .rules import Rule
@@ -20,6 +20,7 @@ from .rules import Rule
 DISTRIBUTIONS = ("pytorch", "mpi", "none")
 LAUNCHERS = ("per-process", "torchrun")
 TIERS = ("dedicated", "low_priority")
+IDENTITIES = ("user_identity", "managed", "aml_token")
 DATA_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable")
 INPUT_MODES = ("ro_mount", "download", "direct", "eval_mount", "eval_download")
 OUTPUT_MODES = ("rw_mount", "upload", "direct")
@@ -41,6 +42,8 @@ class Distribution:
 class Resources:
     instance_count: int
     shm_size: str | None = None
+    instance_type: str | None = None  # serverless: the VM size of each node
+    docker_args: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class CommandJob:
     code: Path  # absolute
     command: str
     environment: str
-    compute: str
+    compute: str | None  # None: serverless (no compute key: Azure picks a VM of resources.instance_type)
     resources: Resources
     distribution: Distribution | None
     inputs: dict[str, Any]  # literal values or DataInput
@@ -81,6 +84,12 @@ class CommandJob:
     environment_variables: dict[str, str]
     timeout: int | None
     name: str | None = None
+    queue_settings: dict[str, str] = field(default_factory=dict)  # job_tier, priority
+    identity: dict[str, str] = field(default_factory=dict)  # type (+ client_id for a user-assigned identity)
+
+    @property
+    def serverless(self) -> bool:
+        return self.compute is None
 
 
 @dataclass(frozen=True)
@@ -354,7 +363,9 @@ def _job_spec(c: _Collector, values: dict) -> Spec | None:
     if job_v.get("type", "command") != "command":
         c.error("job.type", f"the generator renders command jobs, got '{job_v.get('type')}'",
                 "pipelines and sweeps have their own templates")
-    cluster, vm = _cluster_and_size(c, cluster_v)
+    serverless = jobsettings.is_serverless(job_v.get("compute"))
+    instance_type = _instance_type(c, job_v, cluster_v) if serverless else None
+    cluster, vm = _cluster_and_size(c, cluster_v, instance_type)
     shape = _shape(c, job_v, launch_v, vm, cluster)
     code = _code(c, job_v.get("code"), shape.script)
     inputs = _inputs(c, c.mapping(job_v.get("inputs"), "job.inputs"))
@@ -367,32 +378,49 @@ def _job_spec(c: _Collector, values: dict) -> Spec | None:
     components = _components(c, c.mapping(values.get("components"), "components"))
     pipeline, sweep = _pipeline_or_sweep(c, values, inputs, outputs, shape.launcher, job_v.get("command"))
     rest = _job_details(c, job_v)
+    resources = _resources(c, job_v, shape.nodes, vm, inputs, instance_type[0] if instance_type else None)
+    rest.update(_queue_and_identity(c, job_v, compute, serverless))
     command = _command(c, job_v.get("command"), shape, inputs, outputs)
     if c.problems:
         return None
-    assert shape.nodes and command and code and environment_ref and compute and rest["experiment_name"]
+    assert shape.nodes and command and code and environment_ref and (compute or serverless) and rest["experiment_name"]
+    assert resources is not None
     job = CommandJob(code=code, command=command, environment=environment_ref, compute=compute,
-                     resources=Resources(shape.nodes, rest.pop("shm_size")), distribution=shape.distribution,
-                     inputs=inputs, outputs=outputs, **rest)
+                     resources=resources, distribution=shape.distribution, inputs=inputs, outputs=outputs, **rest)
     launcher = Launcher(shape.launcher, shape.script, shape.processes or 1, shape.args)
     return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
                 components=components, pipeline=pipeline, sweep=sweep, warnings=tuple(c.warnings))
 
 
-def _cluster_and_size(c: _Collector, cluster_v: dict) -> tuple[Cluster | None, vmsizes.VmSize | None]:
-    cluster = _cluster(c, cluster_v)
+def _cluster_and_size(c: _Collector, cluster_v: dict,
+                      instance_type: tuple[str, str] | None = None) -> tuple[Cluster | None, vmsizes.VmSize | None]:
+    """The cluster to render (none for a serverless job) and the VM size the job's nodes have: the
+    cluster's, or a serverless job's ``instance_type`` (size, where it was given), checked alike."""
+    cluster = None if instance_type else _cluster(c, cluster_v)
     vm = None
-    if cluster is not None or cluster_v.get("size"):
-        size_name = str(cluster_v.get("size") or "")
+    size_name, where = instance_type or (str(cluster_v.get("size") or ""), "cluster.size")
+    if instance_type or cluster is not None or cluster_v.get("size"):
         vm = vmsizes.lookup(size_name)
         if vm is None and size_name:
             close = vmsizes.suggest(size_name)
-            c.warn("cluster.size", f"VM size '{size_name}' is not in the VM size table; GPU counts are not checked",
+            c.warn(where, f"VM size '{size_name}' is not in the VM size table; GPU counts are not checked",
                    f"did you mean {close}?" if close else "add it to src/jobgen/data/vm_sizes.yaml", rules.VM_UNKNOWN)
         elif vm is not None and vm.retired:
             message, hint = vmsizes.retired_message(vm)
-            c.error("cluster.size", message, hint, rules.VM_RETIRED)
+            c.error(where, message, hint, rules.VM_RETIRED)
     return cluster, vm
+
+
+def _instance_type(c: _Collector, job_v: dict, cluster_v: dict) -> tuple[str, str]:
+    """A serverless job's VM size: resources.instance_type, else the size --vm-size / cluster.size gives."""
+    resources_v = job_v.get("resources") if isinstance(job_v.get("resources"), dict) else {}
+    if resources_v.get("instance_type"):
+        return str(resources_v["instance_type"]), "job.resources.instance_type"
+    if cluster_v.get("size"):
+        return str(cluster_v["size"]), "cluster.size"
+    c.error("job.resources.instance_type", "a serverless job needs a VM size", "use --vm-size SIZE, e.g. "
+            "Standard_NC24ads_A100_v4 (or --set resources.instance_type=SIZE)")
+    return "", "job.resources.instance_type"
 
 
 @dataclass(frozen=True)
@@ -554,6 +582,8 @@ def _environment_ref(c: _Collector, job_v: dict, env_v: dict) -> tuple[str | Non
 
 def _compute(c: _Collector, job_v: dict, cluster: Cluster | None, cluster_v: dict) -> str | None:
     compute = job_v.get("compute")
+    if jobsettings.is_serverless(compute):
+        return None
     if compute is not None:
         return c.string(compute, "job.compute")
     name = cluster.name if cluster else cluster_v.get("name")
@@ -579,7 +609,7 @@ def _pipeline_or_sweep(c: _Collector, values: dict, inputs: dict, outputs: dict,
 
 
 def _job_details(c: _Collector, job_v: dict) -> dict[str, Any]:
-    """The rest of a command job: names, tags, environment variables, timeout, shared memory."""
+    """The rest of a command job: names, tags, environment variables, timeout."""
     env_vars = {}
     for key, value in c.mapping(job_v.get("environment_variables"), "job.environment_variables").items():
         dotted = f"job.environment_variables.{key}"
@@ -596,7 +626,6 @@ def _job_details(c: _Collector, job_v: dict) -> dict[str, Any]:
             continue
         env_vars[str(key)] = "true" if value is True else "false" if value is False else str(value)
     limits_v = c.mapping(job_v.get("limits"), "job.limits")
-    resources_v = c.mapping(job_v.get("resources"), "job.resources")
     return {
         "environment_variables": env_vars,
         "tags": {str(k): str(v) for k, v in c.mapping(job_v.get("tags"), "job.tags").items() if v is not None},
@@ -607,9 +636,64 @@ def _job_details(c: _Collector, job_v: dict) -> dict[str, Any]:
                          rule="3-255 letters, digits, '-' and '_'"),
         "display_name": c.string(job_v.get("display_name"), "job.display_name", required=False),
         "description": c.string(job_v.get("description"), "job.description", required=False),
-        "shm_size": c.string(resources_v.get("shm_size"), "job.resources.shm_size", required=False,
-                             pattern=re.compile(r"\d+[bkmg]?"), rule="a size like 16g"),
     }
+
+
+def _resources(c: _Collector, job_v: dict, nodes: int | None, vm: vmsizes.VmSize | None, inputs: dict,
+               instance_type: str | None) -> Resources | None:
+    """instance_count, a serverless job's instance_type, shared memory (an image job's default:
+    jobsettings.default_shm) and Docker arguments."""
+    resources_v = c.mapping(job_v.get("resources"), "job.resources")
+    shm = c.string(resources_v.get("shm_size"), "job.resources.shm_size", required=False,
+                   pattern=re.compile(r"\d+[bkmg]?"), rule="a size like 16g")
+    if shm is None and inputs.get("task") == "images":
+        shm = jobsettings.default_shm(vm)
+    elif shm is not None and jobsettings.shm_problem(shm, vm):
+        c.error("job.resources.shm_size", *jobsettings.shm_problem(shm, vm), rules.SHM_SIZE)
+    docker = resources_v.get("docker_args")
+    if isinstance(docker, list):
+        docker = " ".join(str(a) for a in docker)
+    docker = c.string(docker, "job.resources.docker_args", required=False)
+    if jobsettings.docker_shm_problem(docker, shm):
+        c.error("job.resources.docker_args", *jobsettings.docker_shm_problem(docker, shm), rules.DOCKER_SHM)
+    if nodes is None:
+        return None
+    return Resources(nodes, shm, (vm.name if vm else instance_type) if instance_type else None, docker or None)
+
+
+def _queue_and_identity(c: _Collector, job_v: dict, compute: str | None, serverless: bool) -> dict[str, Any]:
+    """queue_settings (a serverless job's tier and priority) and identity (whose credentials reach data)."""
+    queue_v = c.mapping(job_v.get("queue_settings"), "job.queue_settings")
+    queue: dict[str, str] = {}
+    for key in queue_v:
+        if key not in ("job_tier", "priority"):
+            c.error(f"job.queue_settings.{key}", f"unknown queue_settings key '{key}'", "use job_tier and priority")
+    tier = c.choice(_lower(queue_v.get("job_tier")), "job.queue_settings.job_tier", jobsettings.JOB_TIERS) \
+        if queue_v.get("job_tier") is not None else None
+    priority = c.choice(_lower(queue_v.get("priority")), "job.queue_settings.priority", jobsettings.PRIORITIES) \
+        if queue_v.get("priority") is not None else None
+    if jobsettings.tier_problem(tier, compute):
+        c.warn("job.queue_settings.job_tier", *jobsettings.tier_problem(tier, compute), rules.QUEUE_NO_EFFECT)
+    queue.update({k: v for k, v in (("job_tier", tier), ("priority", priority)) if v})
+    identity_v = job_v.get("identity")
+    identity: dict[str, str] = {}
+    if identity_v is not None:
+        identity_v = {"type": identity_v} if isinstance(identity_v, str) else c.mapping(identity_v, "job.identity")
+        kind = c.choice(_lower(identity_v.get("type")), "job.identity.type", IDENTITIES)
+        for key in identity_v:
+            if key not in ("type", "client_id", "object_id", "msi_resource_id"):
+                c.error(f"job.identity.{key}", f"unknown identity key '{key}'", "use type and client_id")
+        if kind:
+            identity["type"] = kind
+        if kind == "managed" and identity_v.get("client_id"):
+            identity["client_id"] = str(identity_v["client_id"])
+        if jobsettings.identity_problem(identity, serverless):
+            c.error("job.identity", *jobsettings.identity_problem(identity, serverless), rules.IDENTITY)
+    return {"queue_settings": queue, "identity": identity}
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _command(c: _Collector, command_v: Any, shape: _Shape, inputs: dict, outputs: dict) -> str | None:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import secretscan, vmsizes
+from .. import jobsettings, secretscan, vmsizes
 from ..azml import kinds, refs
 from ..azml.commands import launcher_of, local_rank_from_rank, per_node_workers, script_of
 from ..azml.refs import OLD_OPTIONAL, OPTIONAL_SEGMENT, REF
@@ -43,13 +43,11 @@ COMPONENT_KEYS = {"$schema", "type", "name", "version", "display_name", "descrip
                   "additional_includes", "queue_settings", "id"}
 # Pipeline steps that run a command (their resources and distribution are a command's).
 COMMAND_STEPS = ("command", "")
-JOB_TIERS = ("null", "spot", "basic", "standard", "premium")
-PRIORITIES = ("low", "medium", "high")
+JOB_TIERS = ("null", *jobsettings.JOB_TIERS)  # azure-ai-ml also takes "null"
 SECRET_FILES = re.compile(r"(^|/)(\.env(\.[^/]*)?|id_(rsa|dsa|ecdsa|ed25519)|[^/]+\.(pem|key|pfx|p12))$")
 # <SUBSCRIPTION_ID>, <your-workspace>, < your environment name >, {{ENDPOINT_NAME}} (not Azure's ${{...}})
 PLACEHOLDER = re.compile(r"<\s*(?:[A-Z][A-Z0-9_-]{2,}|[Yy]our\b[^<>]*)\s*>|(?<!\$)\{\{\s*[A-Za-z_][A-Za-z0-9_.-]*\s*\}\}")
 PROSE_KEYS = ("description", "display_name", "tags")
-SHM_SIZE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgGtT][bB]?|[bB])?$")
 ASSET_REF = re.compile(r"^azureml:(?P<name>[^:@/\s]+)(?::(?P<version>[^:@\s]+)|@(?P<label>[^:@\s]+))?$")
 REGISTRY_REF = re.compile(r"^azureml://registries/[^/\s]+/(models|environments|components|data)/[^/\s]+"
                           r"(/(versions/[^/\s]+|labels/[^/\s]+))?$")
@@ -135,14 +133,12 @@ def coerces(value: Any, kind: str) -> bool:
     return kind == "number" or number.is_integer()
 
 
-def shm_bytes(text: Any) -> float | None:
-    """Docker's shm size ('16g', '2048m', '1024') in bytes; None when it is not one."""
-    match = SHM_SIZE.match(str(text).strip()) if text is not None else None
-    if not match:
-        return None
-    unit = (match.group(2) or "b").lower()[0]
-    return float(re.match(r"[\d.]+", str(text).strip()).group()) * {"b": 1, "k": 2 ** 10, "m": 2 ** 20,
-                                                                     "g": 2 ** 30, "t": 2 ** 40}[unit]
+def _serverless(d: dict) -> bool:
+    """A job on serverless compute: said so, or no compute but a VM size of its own."""
+    if jobsettings.is_serverless(d.get("compute")):
+        return True
+    res = d.get("resources") if isinstance(d.get("resources"), dict) else {}
+    return d.get("compute") is None and bool(res.get("instance_type"))
 
 
 def cron_problem(expression: Any) -> str | None:
@@ -554,18 +550,12 @@ class Checker:
     def shared_memory(self, ypath: tuple, res: dict) -> None:
         shm = res.get("shm_size")
         if shm is not None and not (isinstance(shm, str) and shm.startswith("${{")):
-            size = shm_bytes(shm)
-            vm = vmsizes.lookup(res.get("instance_type"))
-            if size is None:
-                self.report(R.SHM_SIZE, ypath + ("shm_size",), f"shm_size {shm!r} is not a size Docker reads",
-                            "e.g. shm_size: 16g (b, k, m or g)")
-            elif vm is not None and size > vm.memory_gib * 2 ** 30:
-                self.report(R.SHM_SIZE, ypath + ("shm_size",), f"shm_size {shm} is more than the "
-                            f"{vm.memory_gib:g} GiB of memory of {vm.name}", "use at most half the VM's memory")
-        args = res.get("docker_args")
-        if shm is not None and isinstance(args, str) and re.search(r"--(shm-size|ipc)\b", args):
-            self.report(R.DOCKER_SHM, ypath + ("docker_args",), "docker_args sets --shm-size or --ipc beside "
-                        "shm_size; one of them wins and the other is silently ignored", "keep shm_size only")
+            found = jobsettings.shm_problem(shm, vmsizes.lookup(res.get("instance_type")))
+            if found:
+                self.report(R.SHM_SIZE, ypath + ("shm_size",), *found)
+        found = jobsettings.docker_shm_problem(res.get("docker_args"), shm)
+        if found:
+            self.report(R.DOCKER_SHM, ypath + ("docker_args",), *found)
 
     def nodes_without_distribution(self, ypath: tuple, nodes: int | None, dist: Any) -> None:
         if nodes and nodes > 1 and not dist:
@@ -637,9 +627,15 @@ class Checker:
             if tier is not None and str(tier).lower() not in JOB_TIERS:
                 self.report(R.QUEUE_SETTINGS, ypath + ("queue_settings", "job_tier"), f"unknown job_tier '{tier}'",
                             "use spot, basic, standard or premium")
-            if priority is not None and str(priority).lower() not in PRIORITIES:
+            if priority is not None and str(priority).lower() not in jobsettings.PRIORITIES:
                 self.report(R.QUEUE_SETTINGS, ypath + ("queue_settings", "priority"), f"unknown priority "
                             f"'{priority}'", "use low, medium or high")
+            found = jobsettings.tier_problem(tier, d.get("compute"))
+            if found:
+                self.report(R.QUEUE_NO_EFFECT, ypath + ("queue_settings", "job_tier"), *found)
+        found = jobsettings.identity_problem(d.get("identity"), _serverless(d))
+        if found:
+            self.report(R.IDENTITY, ypath + ("identity",), *found)
         services = d.get("services")
         if isinstance(services, dict):
             for name, service in services.items():

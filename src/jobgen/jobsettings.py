@@ -1,0 +1,85 @@
+"""Facts about where and how a job runs, decided once: the spec asks them of values (``--set x``) and
+lint of YAML (``file:line``). Each returns None when all is well, else ``(message, hint)``.
+
+- shared memory (``resources.shm_size``) against the VM's memory, and ``docker_args`` that set it too;
+- ``queue_settings.job_tier`` where it has no effect (a named compute: a cluster's VMs are its tier);
+- an ``identity`` that cannot work on serverless compute (it has no system-assigned identity).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import vmsizes
+
+SERVERLESS = ("serverless", "azureml:serverless")
+JOB_TIERS = ("spot", "basic", "standard", "premium")
+PRIORITIES = ("low", "medium", "high")
+SHM_MOST_GIB = 64  # an image job's default shared memory: half the VM's memory, at most this
+_SHM_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT][bB]?|[bB])?$")
+
+
+def is_serverless(compute: Any) -> bool:
+    return isinstance(compute, str) and compute.strip().lower() in SERVERLESS
+
+
+def named_compute(compute: Any) -> bool:
+    """A compute given by name (a cluster, an instance, Kubernetes): not serverless, not a binding."""
+    return isinstance(compute, str) and bool(compute.strip()) and not is_serverless(compute) \
+        and not compute.startswith("${{")
+
+
+def shm_bytes(text: Any) -> float | None:
+    """Docker's shm size ('16g', '2048m', '1024') in bytes; None when it is not one."""
+    match = _SHM_SIZE.match(str(text).strip()) if text is not None else None
+    if not match:
+        return None
+    unit = (match.group(2) or "b").lower()[0]
+    return float(match.group(1)) * {"b": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}[unit]
+
+
+def default_shm(vm: vmsizes.VmSize | None) -> str | None:
+    """An image job's shared memory when none is given: DataLoader workers hand batches to the
+    training process through /dev/shm, which Docker makes 64 MB and Azure 2 GB. Half the VM's memory
+    (the rest stays the processes'), at most SHM_MOST_GIB: a tmpfs takes memory only as it fills, and
+    64 GiB holds the prefetched batches of 8 GPUs' workers many times over."""
+    return f"{min(SHM_MOST_GIB, max(2, int(vm.memory_gib // 2)))}g" if vm is not None else None
+
+
+def shm_problem(shm: Any, vm: vmsizes.VmSize | None):
+    size = shm_bytes(shm)
+    if size is None:
+        return f"shm_size {shm!r} is not a size Docker reads", "e.g. shm_size: 16g (b, k, m or g)"
+    if vm is not None and size > vm.memory_gib * 2 ** 30:
+        return f"shm_size {shm} is more than the {vm.memory_gib:g} GiB of memory of {vm.name}", \
+            "use at most half the VM's memory"
+    return None
+
+
+def docker_shm_problem(docker_args: Any, shm: Any):
+    """--shm-size or --ipc in docker_args beside shm_size (alone, Docker's own setting works)."""
+    if isinstance(docker_args, list):
+        docker_args = " ".join(map(str, docker_args))
+    if shm is not None and isinstance(docker_args, str) and re.search(r"--(shm-size|ipc)\b", docker_args):
+        return "docker_args sets --shm-size or --ipc beside shm_size; one of them wins and the other is silently " \
+               "ignored", "keep shm_size only (e.g. --set resources.shm_size=16g)"
+    return None
+
+
+def tier_problem(tier: Any, compute: Any):
+    if tier is None or str(tier).lower() not in JOB_TIERS or not named_compute(compute):
+        return None
+    return f"job_tier {tier} has no effect on compute {compute}: a cluster's VMs are dedicated or low priority " \
+           "whatever the job asks", "set the cluster's tier (--tier low_priority, az ml compute create --tier " \
+           "low_priority), or run serverless in that tier (--serverless, or no compute)"
+
+
+def identity_problem(identity: Any, serverless: bool):
+    kind = identity.get("type") if isinstance(identity, dict) else identity
+    has_client = isinstance(identity, dict) and bool(identity.get("client_id"))
+    if serverless and str(kind or "").lower() == "managed" and not has_client:
+        return "a serverless job has no compute of its own, so no system-assigned identity to use", \
+            "give client_id of a user-assigned identity attached to the workspace, or use identity: " \
+            "{type: user_identity}"
+    return None
