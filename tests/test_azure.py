@@ -748,3 +748,17 @@ def test_a_preempted_spot_job_is_resubmitted_in_the_fallback_tier(submit, fake, 
     rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--stream", "--retry", "2", "--fallback-tier", "standard")
     assert rc == 1 and "runs on compute cpu-cluster, whose VMs are its own tier" in err.strip().splitlines()[-1]
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_environment_built_from_a_docker_context_uploads_the_context(submit, fake):
+    rc, out, err = submit(ROOT / "jobs/chickens-turkeys-docker/environment.yml")
+    assert rc == 0, err
+    put = fake.find("PUT", "/environments/jobgen-pytorch-gpu-docker/versions/1")
+    assert len(put) == 1
+    props = put[0].body["properties"]
+    assert props["build"]["dockerfilePath"] == "Dockerfile" and props["build"]["contextUri"]
+    assert "image" not in props or not props["image"]
+    # the context folder went to the workspace's blob store (its datastore), where Azure builds from it
+    uploaded = sorted(name.rsplit("/docker/", 1)[1] for _, name in fake.blobs if "/docker/" in name)
+    assert uploaded == ["Dockerfile", "requirements.txt"]
+    assert props["build"]["contextUri"].rstrip("/").endswith("/docker")

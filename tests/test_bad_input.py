@@ -56,6 +56,10 @@ CASES = {
     "bad-identity-type": (["--set", "identity.type=password"], "identity.type: unknown value 'password'", {}),
     "shm-above-vm-memory": (["--vm-size", "Standard_DS3_v2", "--set", "resources.shm_size=64g"],
                             "shm_size 64g is more than the 14 GiB of memory of Standard_DS3_v2", {}),
+    "build-context-missing": (["--set", "env.build.path=docker/nothing"], "env.build.path: folder 'docker/nothing' "
+                              "does not exist", {}),
+    "build-context-no-dockerfile": (["--set", "env.build.path=src/trainer"], "'Dockerfile' is not in the build "
+                                    "context", {}),
     "docker-args-shm": (["--set", "resources.docker_args=--shm-size=8g"], "docker_args sets --shm-size or --ipc", {}),
     "code-escapes-repo": (["--set", "code=../.."], "points outside the project", {}),
     "code-missing": (["--set", "code=src/nothing"], "folder 'src/nothing' does not exist", {}),

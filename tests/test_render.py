@@ -31,6 +31,8 @@ CASES = {
     "pipeline-images": ["--set", "pipeline.enabled=true", "--set", "inputs.pretrained=true", "--nodes", "2"],
     "serverless-spot": ["--serverless", "--vm-size", "Standard_NC24ads_A100_v4", "--nodes", "2", "--tier", "spot",
                         "--set", "identity.type=user_identity", "--set", "resources.docker_args=--ulimit memlock=-1"],
+    "docker-build-context": ["--set", "env.build.path=jobs/chickens-turkeys-docker/docker", "--set",
+                             "env.name=pytorch-docker"],
     "serverless-pipeline": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "pipeline.enabled=true",
                             "--tier", "standard"],
     "serverless-sweep": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "sweep.enabled=true",
@@ -198,3 +200,19 @@ def test_default_command_prints_path_and_next_step(cli, tmp_path):
     assert rc == 0, err
     assert "2 node(s) x 4 process(es)" in out and "job.yml" in out and "lint: ok" in out
     assert "az ml job create -f" in out
+
+
+def test_a_build_context_inside_the_output_folder_is_found_while_staged(cli, checkout):
+    """The rendered files are linted in a staging folder beside the output folder before any is
+    written; a Docker build context that lives in the output folder itself (as in
+    jobs/chickens-turkeys-docker/) must be found from there, by azure-ai-ml's loader too."""
+    out = checkout / "jobs" / "mine"
+    (out / "docker").mkdir(parents=True)
+    (out / "docker" / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    rc, stdout, stderr = cli("render", "--set", "env.build.path=jobs/mine/docker", "-o", out)
+    assert rc == 0, stderr
+    env = yaml.safe_load((out / "environment.yml").read_text())
+    assert env["build"] == {"path": "docker", "dockerfile_path": "Dockerfile"} and "image" not in env
+    assert not (out / "conda.yaml").exists()  # the Dockerfile installs the packages
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == []  # no staging left
+    assert (out / "docker" / "Dockerfile").read_text() == "FROM python:3.11-slim\n"

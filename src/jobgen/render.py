@@ -136,9 +136,11 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
         files[out_dir / "compute.yml"] = render_template(
             JOB_TEMPLATES["compute.yml"], dict(context, cluster=spec.cluster, vm=spec.vm))
     if spec.environment is not None:
-        env_ctx = dict(context, env=spec.environment)
+        build = spec.environment.build_path
+        env_ctx = dict(context, env=spec.environment, build_path=paths.relative_posix(build, out_dir) if build else None)
         files[out_dir / "environment.yml"] = render_template(JOB_TEMPLATES["environment.yml"], env_ctx)
-        files[out_dir / "conda.yaml"] = render_template(JOB_TEMPLATES["conda.yaml"], env_ctx)
+        if build is None:  # a build context's Dockerfile installs the packages itself
+            files[out_dir / "conda.yaml"] = render_template(JOB_TEMPLATES["conda.yaml"], env_ctx)
     if spec.data is not None:
         data_path = spec.data.path
         if not _SCHEME.match(data_path):  # a local folder: project-relative in values

@@ -114,6 +114,8 @@ class Environment:
     channels: tuple[str, ...]
     conda_dependencies: tuple[str, ...]
     description: str | None = None
+    build_path: Path | None = None  # a Docker build context (absolute) in place of image + conda file
+    dockerfile: str = "Dockerfile"  # relative to build_path
 
 
 @dataclass(frozen=True)
@@ -884,6 +886,11 @@ def _environment(c: _Collector, v: dict) -> Environment | None:
     name = c.string(v.get("name"), "env.name", pattern=ASSET_NAME_RE, rule="letters, digits, '.', '-', '_'")
     version = c.string(v.get("version"), "env.version", pattern=re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"),
                        rule="e.g. 1 or 2024.06.1")
+    build = _build_context(c, c.mapping(v.get("build"), "env.build"))
+    if build is not None:
+        if None in (name, version) or build is False:
+            return None
+        return Environment(name, version, "", "", (), (), (), v.get("description"), *build)
     image = c.string(v.get("image"), "env.image")
     python = c.string(v.get("python"), "env.python", pattern=re.compile(r"3\.\d+(\.\d+)?"), rule="e.g. 3.11")
     lists = {}
@@ -898,6 +905,32 @@ def _environment(c: _Collector, v: dict) -> Environment | None:
         return None
     return Environment(name, version, image, python, lists["pip"], lists["channels"],
                        lists["conda_dependencies"], v.get("description"))
+
+
+def _build_context(c: _Collector, v: dict) -> tuple[Path, str] | None | bool:
+    """env.build: a Docker build context folder in the project with its Dockerfile (Azure uploads the
+    folder and builds the image from it); None when not given, False when it is wrong."""
+    if v.get("path") is None:
+        return None
+    text = c.string(v.get("path"), "env.build.path")
+    dockerfile = c.string(v.get("dockerfile_path", "Dockerfile"), "env.build.dockerfile_path")
+    if text is None or dockerfile is None:
+        return False
+    root = paths.root().resolve()
+    folder = (root / text).resolve()
+    if folder != root and root not in folder.parents:
+        c.error("env.build.path", f"'{text}' points outside the project ({folder})",
+                "keep the build context inside the repository, e.g. docker/")
+        return False
+    if not folder.is_dir():
+        c.error("env.build.path", f"folder '{text}' does not exist", "create it with a Dockerfile, or fix the path "
+                "(relative to the project root)", rules.BUILD_CONTEXT)
+        return False
+    if not (folder / dockerfile).is_file():
+        c.error("env.build.dockerfile_path", f"'{dockerfile}' is not in the build context {paths.display(folder)}",
+                "add the Dockerfile, or set env.build.dockerfile_path", rules.BUILD_CONTEXT)
+        return False
+    return folder, dockerfile
 
 
 def _data(c: _Collector, v: dict) -> DataAsset | None:

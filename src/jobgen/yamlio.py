@@ -198,7 +198,8 @@ def write_files_atomically(files: dict[Path, str], check=None) -> None:
 
     Files are first written into a staging folder beside each output folder (same parent, so
     relative paths such as ``code: ../src/trainer`` and sibling files such as ``conda.yaml``
-    resolve as they will), then ``check(staged)`` runs with a map final path -> staged path (the
+    resolve as they will; what the output folder already holds besides them, such as a Docker
+    build context, is linked in), then ``check(staged)`` runs with a map final path -> staged path (the
     generator lints there). Then each file is written again as a hidden temporary file in its
     final folder (one file system with its target, even when the folder is a mount point) and
     moved into place with ``os.replace``. A failure anywhere removes the staged and temporary
@@ -219,6 +220,7 @@ def write_files_atomically(files: dict[Path, str], check=None) -> None:
             folder = target.parent
             if folder not in stages:
                 stages[folder] = _staging_folder(folder, made)
+                _link_the_rest(folder, stages[folder], {t.name for t in files if t.parent == folder})
             staged[target] = _write(stages[folder] / target.name, text, folder)
         if check is not None:
             check(staged)
@@ -251,6 +253,20 @@ def _staging_folder(folder: Path, made: list[Path]) -> Path:
         return Path(tempfile.mkdtemp(prefix=f".{folder.name}.jobgen-", dir=parent))
     except OSError as exc:
         raise _cannot_write(exc, folder) from None
+
+
+def _link_the_rest(folder: Path, stage: Path, rendered: set[str]) -> None:
+    """Links in ``stage`` to what ``folder`` holds besides the files about to be written (not hidden
+    ones), so that the staged files' relative paths into their own folder resolve as they will."""
+    try:
+        entries = [e for e in folder.iterdir() if e.name not in rendered and not e.name.startswith(".")]
+    except OSError:
+        return  # no folder yet, or not readable: nothing in it to find
+    for entry in entries:
+        try:
+            (stage / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+        except OSError:
+            pass  # no links here (some file systems): such a path is reported as missing, as before
 
 
 def _write(path: Path, text: str, where: Path) -> Path:
