@@ -762,3 +762,43 @@ def test_an_environment_built_from_a_docker_context_uploads_the_context(submit, 
     uploaded = sorted(name.rsplit("/docker/", 1)[1] for _, name in fake.blobs if "/docker/" in name)
     assert uploaded == ["Dockerfile", "requirements.txt"]
     assert props["build"]["contextUri"].rstrip("/").endswith("/docker")
+
+
+# ------------------------------------------------------------------ interactive services
+
+def test_services_are_submitted_and_listed_for_every_node(submit, cli, fake, tmp_path, monkeypatch):
+    from jobgen import cloud
+
+    key = ROOT / "tests/fixtures/keys/jobgen_test.pub"
+    out = tmp_path / "rendered"
+    rc, _, err = cli("render", "-f", ROOT / "jobs/penguins-mpi/values.yaml", "--set", "services.jupyter_lab=true",
+                     "--set", "services.vs_code=true", "--set", f"services.ssh_public_key_file={key}", "-o", out)
+    assert rc == 0, err
+    rc, stdout, err = submit(out / "job.yml", "--ensure-compute")
+    assert rc == 0, err
+    services = fake.job_body()["properties"]["services"]
+    assert services["jupyter_lab"]["jobServiceType"] == "JupyterLab" and services["vs_code"]["jobServiceType"] == "VSCode"
+    assert services["ssh"]["jobServiceType"] == "SSH"
+    assert services["ssh"]["properties"]["sshPublicKeys"] == key.read_text().strip()  # the public key, as written
+    assert "PRIVATE" not in json.dumps(services)
+
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+    name = list(fake.jobs)[-1]
+    rc, stdout, err = cli("services", name, *WS)
+    assert rc == 0, err
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"job {name} (") and "2 node(s) with services" in lines[0]
+    for node in (0, 1):  # nodes: all (the default): every node has each service, with its own endpoint
+        mine = [line for line in lines[1:] if line.strip().startswith(f"node {node} ")]
+        assert [line.split()[2] for line in mine] == ["jupyter_lab", "ssh", "vs_code"], stdout
+        assert all(f"-{node}." in line for line in mine), stdout
+
+
+def test_services_of_a_job_without_any_is_one_line(submit, cli, fake, monkeypatch):
+    from jobgen import cloud
+
+    rc, _, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--ensure-compute")
+    assert rc == 0, err
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+    rc, stdout, err = cli("services", list(fake.jobs)[-1], *WS)
+    assert rc == 1 and "lists no interactive services" in err and len(err.strip().splitlines()) == 1, err

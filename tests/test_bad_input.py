@@ -60,6 +60,16 @@ CASES = {
                               "does not exist", {}),
     "build-context-no-dockerfile": (["--set", "env.build.path=src/trainer"], "'Dockerfile' is not in the build "
                                     "context", {}),
+    # a private key is refused without its text ever reaching a rendered file or the message (made here,
+    # not a real key: the header is what gives one away)
+    "ssh-private-key": (["--set", "services.ssh_public_key_file={tmp}/id_ed25519"],
+                        "is a private key; it must never leave your machine",
+                        {"id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n"
+                                       "-----END OPENSSH PRIVATE KEY-----\n"}),
+    "ssh-key-missing": (["--set", "services.ssh_public_key_file={tmp}/nope.pub"], "cannot read", {}),
+    "ssh-key-not-a-key": (["--set", "services.ssh_public_key_file={tmp}/key.pub"], "is not one OpenSSH public key line",
+                          {"key.pub": "hello\n"}),
+    "services-bad-nodes": (["--set", "services.nodes=some"], "services.nodes: unknown value 'some'", {}),
     "docker-args-shm": (["--set", "resources.docker_args=--shm-size=8g"], "docker_args sets --shm-size or --ipc", {}),
     "code-escapes-repo": (["--set", "code=../.."], "points outside the project", {}),
     "code-missing": (["--set", "code=src/nothing"], "folder 'src/nothing' does not exist", {}),

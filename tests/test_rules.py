@@ -168,7 +168,8 @@ CASES = {
                   "limits.timeout must be a positive number"),
     "JG064": Case("job.yml", JOB + "queue_settings: {job_tier: spot}\n", JOB + "queue_settings:\n  job_tier: cheap\n",
                   7, "unknown job_tier 'cheap'"),
-    "JG065": Case("job.yml", JOB + "services:\n  shell:\n    type: ssh\n    properties: {ssh_public_keys: ssh-ed25519 A}\n",
+    "JG065": Case("job.yml", JOB + "services:\n  shell:\n    type: ssh\n    ssh_public_keys: ssh-ed25519 A\n"
+                  "  old:\n    type: ssh\n    properties: {ssh_public_keys: ssh-ed25519 A}\n",
                   JOB + "services:\n  shell:\n    type: ssh\n", 7, "ssh service 'shell' has no ssh_public_keys"),
     "JG066": Case("job.yml", JOB, JOB.replace("azureml:env@latest", "azureml:env@lates"), 4, "asks for label 'lates'"),
     "JG067": Case("job.yml", SERVERLESS + "resources: {instance_type: Standard_E4s_v3}\nqueue_settings: {job_tier: spot}\n",

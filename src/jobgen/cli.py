@@ -15,7 +15,7 @@ from typing import Any
 from . import __version__, paths
 from .errors import JobgenError, LintFailed
 
-COMMANDS = ("render", "lint", "run", "logs", "submit", "download", "serve")
+COMMANDS = ("render", "lint", "run", "logs", "services", "submit", "download", "serve")
 
 EPILOG_RENDER = """\
 examples:
@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they are written, "
                       "until the run ends (Ctrl-C stops); for a workspace job: wait until it ends, then show them")
     workspace_flags(logs)
+    services = sub.add_parser("services", help="a running workspace job's interactive services, node by node",
+                              description="The endpoints of a job's JupyterLab, VS Code, TensorBoard and SSH "
+                              "services on each of its nodes (the services: section of the values), read with "
+                              "MLClient (jobs.show_services). Azure lists a node's services once the job runs there.")
+    services.add_argument("job_name", metavar="JOB_NAME")
+    workspace_flags(services)
     download = sub.add_parser("download", help="download a job's outputs")
     download.add_argument("job_name", metavar="JOB_NAME")
     download.add_argument("--output", metavar="NAME", help="one named output (default: all)")
@@ -250,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_submit(args)
         if args.command == "logs":
             return cmd_logs(args)
+        if args.command == "services":
+            return cmd_services(args)
         if args.command == "download":
             return cmd_download(args)
         if args.command == "serve":
@@ -535,6 +543,25 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from . import cloud
+
+    client = cloud.make_client(_workspace(args))
+    job, rows = cloud.job_services(client, args.job_name)
+    status = cloud.status_of(job)
+    if not rows:
+        raise JobgenError(f"job {args.job_name} ({status}) lists no interactive services" +
+                          ("" if status == "Running" else "; Azure lists them once the job runs"),
+                          where=args.job_name, hint="give the job some in the values' services: section (jupyter_lab, "
+                          "vs_code, tensor_board, ssh_public_key_file) and submit it again")
+    print(f"job {args.job_name} ({status}): {len({r[0] for r in rows})} node(s) with services")
+    for node, name, instance in rows:
+        endpoint = getattr(instance, "endpoint", None) or "(no endpoint yet)"
+        print(f"  node {node}  {name:<14} {str(getattr(instance, 'type', '') or ''):<12} "
+              f"{str(getattr(instance, 'status', '') or ''):<9} {endpoint}")
+    return 0
 
 
 def _azure_logs(args: argparse.Namespace, ranks: set[int] | None) -> int:

@@ -618,6 +618,27 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     return 0 if status == "Completed" else 1
 
 
+def job_services(client, name: str) -> tuple[Any, list[tuple[int, str, Any]]]:
+    """A workspace job and its interactive services, node by node: (node, service name, the
+    ServiceInstance with its type, status and endpoint). Azure lists a node's services once the
+    job runs there."""
+    try:
+        job = client.jobs.get(name)
+        resources = getattr(job, "resources", None)
+        nodes = max(1, int(getattr(resources, "instance_count", None) or 1))
+        rows = []
+        for node in range(nodes):
+            found = client.jobs.show_services(name, node_index=node) or {}
+            rows += [(node, service, found[service]) for service in sorted(found)
+                     if str(getattr(found[service], "type", "")) not in ("Tracking", "Studio")]
+    except Exception as exc:  # noqa: BLE001
+        mapped = explain(exc, None, {"job": name})
+        if mapped is None:
+            raise
+        raise mapped from None
+    return job, rows
+
+
 def _requeue_tier(entity, tier: str) -> str:
     """A serverless job's queue tier from here on (its priority kept); returns the tier."""
     from azure.ai.ml.entities import QueueSettings

@@ -86,6 +86,7 @@ class CommandJob:
     name: str | None = None
     queue_settings: dict[str, str] = field(default_factory=dict)  # job_tier, priority
     identity: dict[str, str] = field(default_factory=dict)  # type (+ client_id for a user-assigned identity)
+    services: dict[str, dict[str, str]] = field(default_factory=dict)  # Azure's services: name -> its keys
 
     @property
     def serverless(self) -> bool:
@@ -382,6 +383,7 @@ def _job_spec(c: _Collector, values: dict) -> Spec | None:
     rest = _job_details(c, job_v)
     resources = _resources(c, job_v, shape.nodes, vm, inputs, instance_type[0] if instance_type else None)
     rest.update(_queue_and_identity(c, job_v, compute, serverless))
+    rest["services"] = _services(c, c.mapping(values.get("services"), "services"))
     command = _command(c, job_v.get("command"), shape, inputs, outputs)
     if c.problems:
         return None
@@ -692,6 +694,53 @@ def _queue_and_identity(c: _Collector, job_v: dict, compute: str | None, serverl
         if jobsettings.identity_problem(identity, serverless):
             c.error("job.identity", *jobsettings.identity_problem(identity, serverless), rules.IDENTITY)
     return {"queue_settings": queue, "identity": identity}
+
+
+SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-")
+
+
+def _services(c: _Collector, v: dict) -> dict[str, dict[str, str]]:
+    """The interactive services of the services: section, as Azure's job ``services:`` (a service per
+    kind, named after it, on every node unless nodes: head)."""
+    nodes = v.get("nodes", "all")
+    if nodes not in ("all", "head", None):
+        c.error("services.nodes", f"unknown value '{nodes}'", "all (every node) or head (node 0 only)")
+    extra = {"nodes": "all"} if nodes == "all" else {}
+    found: dict[str, dict[str, str]] = {}
+    for kind in ("jupyter_lab", "vs_code"):
+        if c.boolean(v.get(kind), f"services.{kind}", False):
+            found[kind] = {"type": kind, **extra}
+    log_dir = c.string(v.get("tensor_board"), "services.tensor_board", required=False)
+    if log_dir:
+        found["tensor_board"] = {"type": "tensor_board", "log_dir": log_dir, **extra}
+    key_file = c.string(v.get("ssh_public_key_file"), "services.ssh_public_key_file", required=False)
+    if key_file:
+        key = _public_key(c, key_file)
+        if key:
+            found["ssh"] = {"type": "ssh", "ssh_public_keys": key, **extra}
+    return found
+
+
+def _public_key(c: _Collector, text: str) -> str | None:
+    """The one line of an OpenSSH public key file; a private key is refused without echoing it."""
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else paths.root() / path
+    try:
+        content = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError as exc:
+        c.error("services.ssh_public_key_file", f"cannot read '{text}': {exc.strerror}",
+                "give your public key file, e.g. ~/.ssh/id_ed25519.pub (ssh-keygen -t ed25519 makes one)")
+        return None
+    if "PRIVATE KEY" in content:
+        c.error("services.ssh_public_key_file", f"'{text}' is a private key; it must never leave your machine",
+                f"give the public key beside it ({path.name}.pub)", rules.SECRET_VALUE)
+        return None
+    lines = [line for line in content.splitlines() if line.strip() and not line.startswith("#")]
+    if len(lines) != 1 or not lines[0].startswith(SSH_KEY_TYPES):
+        c.error("services.ssh_public_key_file", f"'{text}' is not one OpenSSH public key line",
+                "give a .pub file: one line starting with ssh-ed25519, ssh-rsa or ecdsa-sha2-...")
+        return None
+    return lines[0].strip()
 
 
 def _lower(value: Any) -> Any:

@@ -1406,6 +1406,25 @@ class FakeAzure:
                                       "messageFormat": "", "details": []}, "time": _now_iso()}
         return run
 
+    def _service_instances(self, name: str, node: int) -> dict[str, dict]:
+        """A running job's interactive services on one node, as run history lists them: those the job
+        asked for (on node 0, or on every node with nodes: all), with an endpoint each."""
+        asked = self.jobs[name]["body"].get("properties") or {}  # the job as submitted
+        services = asked.get("services") or {}
+        count = (asked.get("resources") or {}).get("instanceCount") or 1
+        found = {}
+        for service, spec in services.items():
+            nodes = (spec.get("nodes") or {}).get("nodesValueType") if isinstance(spec.get("nodes"), dict) \
+                else spec.get("nodes")
+            kind = spec.get("jobServiceType") or ""
+            if node >= count or (node > 0 and str(nodes).lower() != "all") or kind in ("Tracking", "Studio"):
+                continue
+            host = f"{name}-{service}".lower().replace("_", "-") + f"-<nodeIndex>.{self.location}.nbsvc.azureml.net"
+            found[service] = {"type": kind, "port": 50000 if kind == "SSH" else 8888, "status": "Running",
+                              "endpoint": f"ssh://azureuser@{host}:50000" if kind == "SSH" else f"https://{host}",
+                              "properties": {}}
+        return found
+
     def _dataplane(self, method: str, svc: str, rest: str, query: dict, body: Any) -> tuple[int, Any, dict]:
         seg = [s for s in rest.split("/") if s]
         if svc == "history":
@@ -1436,6 +1455,8 @@ class FakeAzure:
                     return 200, details, {}
                 if tail == ["children"] and method == "GET":
                     return 200, {"value": [], "continuationToken": None}, {}
+                if len(tail) == 2 and tail[0] == "serviceinstances" and method == "GET":
+                    return 200, {"instances": self._service_instances(run_id, int(tail[1]))}, {}
                 if not tail and method in ("GET", "PATCH", "POST", "PUT"):
                     run = self._run(run_id, advance=(method == "GET"))
                     if method != "GET" and isinstance(body, dict):

@@ -641,10 +641,10 @@ class Checker:
             for name, service in services.items():
                 if isinstance(service, dict) and str(service.get("type", "")).lower() == "ssh":
                     props = service.get("properties") if isinstance(service.get("properties"), dict) else {}
-                    if not props.get("ssh_public_keys"):
-                        self.report(R.SERVICES, ypath + ("services", name), f"ssh service '{name}' has no "
-                                    "ssh_public_keys; nobody could log in", "add properties: {ssh_public_keys: "
-                                    "<your public key>}")
+                    if not (service.get("ssh_public_keys") or props.get("ssh_public_keys")):  # the schema's, or
+                        self.report(R.SERVICES, ypath + ("services", name), f"ssh service '{name}' has no "  # REST's
+                                    "ssh_public_keys; nobody could log in", "add ssh_public_keys: <your public "
+                                    "key> (the text of your .pub file)")
 
     def env_vars(self, ypath: tuple, env: Any) -> None:
         self.secret_names(ypath, env, "environment variable")
