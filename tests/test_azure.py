@@ -802,3 +802,33 @@ def test_services_of_a_job_without_any_is_one_line(submit, cli, fake, monkeypatc
     monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
     rc, stdout, err = cli("services", list(fake.jobs)[-1], *WS)
     assert rc == 1 and "lists no interactive services" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ------------------------------------------------------------------ schedules
+
+def test_a_schedule_is_created_updated_and_disabled(submit, fake):
+    schedule = ROOT / "jobs/penguins-retrain/schedule.yml"
+    rc, out, err = submit(schedule)
+    assert rc == 0, err
+    body = fake.schedules["penguins-weekly-retrain"]["body"]["properties"]
+    assert body["trigger"]["triggerType"] == "Cron" and body["trigger"]["expression"] == "0 3 * * 1"
+    assert body["trigger"]["timeZone"] == "W. Europe Standard Time"
+    assert body["action"]["actionType"] == "CreateJob"
+    job = body["action"]["jobDefinition"]
+    assert job["jobType"] == "Pipeline" and sorted(job["jobs"]) == ["export_onnx", "register", "train"]
+    assert body.get("isEnabled", True) is True
+    assert "schedule penguins-weekly-retrain: enabled, cron '0 3 * * 1' (W. Europe Standard Time)" in err
+
+    rc, out, err = submit(schedule, "--set", "trigger.expression=0 4 * * 1")  # updated in place
+    assert rc == 0, err
+    assert len(fake.schedules["penguins-weekly-retrain"]["puts"]) == 2
+    assert fake.schedules["penguins-weekly-retrain"]["body"]["properties"]["trigger"]["expression"] == "0 4 * * 1"
+
+    rc, out, err = submit(schedule, "--disable")
+    assert rc == 0, err
+    assert fake.schedules["penguins-weekly-retrain"]["body"]["properties"]["isEnabled"] is False
+    assert "schedule penguins-weekly-retrain: disabled" in err
+    assert not fake.jobs  # a schedule submits its job on its timer, never now
+
+    rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--disable")
+    assert rc == 1 and "--disable stops a schedule; this is a command job" in err and len(err.strip().splitlines()) == 1

@@ -36,6 +36,12 @@ CASES = {
     "interactive-services": ["--nodes", "2", "--set", "services.jupyter_lab=true", "--set", "services.vs_code=true",
                              "--set", "services.tensor_board=outputs/tb", "--set",
                              f"services.ssh_public_key_file={Path(__file__).parent}/fixtures/keys/jobgen_test.pub"],
+    "schedule-cron": ["-f", "jobs/penguins-pipeline/values.yaml", "--set", "schedule.enabled=true", "--set",
+                      "schedule.cron=30 2 * * *", "--set", "schedule.start_time=2027-01-04T02:30:00"],
+    "schedule-recurrence": ["--set", "schedule.enabled=true", "--set", "schedule.recurrence.frequency=week",
+                            "--set", "schedule.recurrence.schedule.hours=3", "--set",
+                            "schedule.recurrence.schedule.minutes=15", "--set",
+                            "schedule.recurrence.schedule.week_days=monday", "--set", "schedule.time_zone=UTC"],
     "serverless-pipeline": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "pipeline.enabled=true",
                             "--tier", "standard"],
     "serverless-sweep": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "sweep.enabled=true",
@@ -76,7 +82,10 @@ def test_rendered_files_load_with_azure_ai_ml(cli, checkout, name):
     files = render_case(cli, checkout, name, out)
     loaders = {"job.yml": load_job, "compute.yml": load_compute, "environment.yml": load_environment,
                "data.yml": load_data}
+    from jobgen.azml.kinds import load_function
+
     loaders["pipeline.yml"] = loaders["sweep.yml"] = load_job
+    loaders["schedule.yml"] = load_function("schedule")  # not exported by azure-ai-ml
     for fname in files:
         if fname in loaders:
             entity = loaders[fname](source=out / fname)

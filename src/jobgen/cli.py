@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="print the REST body the SDK would send; no network")
     submit.add_argument("--traffic", type=int, metavar="PCT", help="online deployments: route PCT%% of the "
                         "endpoint's traffic to it")
+    submit.add_argument("--disable", action="store_true", help="a schedule: disable it (it stays, and submitting "
+                        "it again enables it)")
     submit.add_argument("--no-lint", action="store_true", help="submit without linting first")
     submit.add_argument("--json", action="store_true", help="print one JSON object")
     logs = sub.add_parser("logs", help="every rank's log of a run, merged in time order, the first failure first",
@@ -408,6 +410,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"next: az ml job create -f {shown}/{main_file}"
                   + (" (first: az ml compute create / environment create / data create -f the files above)"
                      if len(rendered.files) > 1 else ""))
+            if spec.schedule is not None:
+                print(f"on its timer: python generator.py submit {shown}/schedule.yml (--disable stops it)")
     return 0
 
 
@@ -620,7 +624,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     options = cloud.SubmitOptions(sets=args.sets, ensure_compute=args.ensure_compute, stream=args.stream,
                                   dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic,
                                   retry=args.retry, fallback_compute=args.fallback_compute,
-                                  fallback_tier=args.fallback_tier,
+                                  fallback_tier=args.fallback_tier, disable=args.disable,
                                   preflight=not args.no_preflight)
     if args.retry < 0:
         raise JobgenError("--retry must be 0 or more", where="--retry", hint="e.g. --stream --retry 2")

@@ -322,7 +322,7 @@ def _not_found_kind(exc: BaseException, text: str, context: dict) -> str:
 # What submit sends, and how (the loader of each kind is azml.kinds').
 SUBMITTABLE = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_job", "environment", "compute",
                "data", "command_component", "pipeline_component", "spark_component", "parallel_component", "model",
-               "online_endpoint", "online_deployment")
+               "online_endpoint", "online_deployment", "schedule")
 JOB_KINDS = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_job")
 
 
@@ -338,6 +338,7 @@ class SubmitOptions:
     retry: int = 0  # with stream: resubmit a job whose failure is recoverable (recovery.py) up to this often
     fallback_compute: str | None = None  # after a preemption, resubmit on this (dedicated) compute
     fallback_tier: str | None = None  # after a preemption of a serverless job, resubmit in this tier (standard)
+    disable: bool = False  # a schedule: disable it instead of creating or updating it
     preflight: bool = True  # quota, cluster size, GPUs and InfiniBand asked of the workspace first (preflight.py)
 
 
@@ -363,8 +364,8 @@ def detect(path: Path) -> tuple[str, dict]:
     kind = detect_kind(data, text)  # $schema, or an editor's "# yaml-language-server: $schema=" line
     if kind not in SUBMITTABLE:
         raise JobgenError(f"cannot submit a {kind or 'file that is not Azure ML YAML'}", where=paths.display(path),
-                          hint="submit a job, pipeline, sweep, environment, compute, data asset, component, endpoint "
-                               "or deployment YAML")
+                          hint="submit a job, pipeline, sweep, schedule, environment, compute, data asset, component, "
+                               "endpoint or deployment YAML")
     return kind, data
 
 
@@ -485,6 +486,9 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
     quiet_sdk()
     path = Path(path)
     kind, data = detect(path)
+    if options.disable and kind != "schedule":
+        raise JobgenError(f"--disable stops a schedule; this is a {kind.replace('_', ' ')}", where=paths.display(path),
+                          hint="give the schedule.yml (a job is stopped with az ml job cancel -n NAME)")
     if options.sets:
         import copy
 
@@ -639,6 +643,13 @@ def job_services(client, name: str) -> tuple[Any, list[tuple[int, str, Any]]]:
     return job, rows
 
 
+def _trigger_text(trigger) -> str:
+    zone = getattr(trigger, "time_zone", None) or "UTC"
+    if getattr(trigger, "expression", None):
+        return f"cron '{trigger.expression}' ({zone})"
+    return f"every {getattr(trigger, 'interval', 1)} {getattr(trigger, 'frequency', '?')}(s) ({zone})"
+
+
 def _requeue_tier(entity, tier: str) -> str:
     """A serverless job's queue tier from here on (its priority kept); returns the tier."""
     from azure.ai.ml.entities import QueueSettings
@@ -687,6 +698,14 @@ def _submit_asset(client, entity, kind, path, options, say, out) -> int:
             say(f"compute {entity.name}: provisioning ({time.monotonic() - start:.0f}s)")
             poller.wait(5)
         result = poller.result()
+    elif kind == "schedule":
+        if options.disable:
+            result = _wait(client.schedules.begin_disable(entity.name), f"schedule {entity.name}", say)
+        else:
+            result = _wait(client.schedules.begin_create_or_update(entity), f"schedule {entity.name}", say)
+        trigger = getattr(result, "trigger", None)
+        say(f"schedule {entity.name}: {'enabled' if getattr(result, 'is_enabled', True) else 'disabled'}"
+            + (f", {_trigger_text(trigger)}" if trigger is not None else ""))
     elif kind == "environment":
         result = client.environments.create_or_update(entity)
     elif kind == "data":

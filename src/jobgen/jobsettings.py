@@ -3,7 +3,8 @@ lint of YAML (``file:line``). Each returns None when all is well, else ``(messag
 
 - shared memory (``resources.shm_size``) against the VM's memory, and ``docker_args`` that set it too;
 - ``queue_settings.job_tier`` where it has no effect (a named compute: a cluster's VMs are its tier);
-- an ``identity`` that cannot work on serverless compute (it has no system-assigned identity).
+- an ``identity`` that cannot work on serverless compute (it has no system-assigned identity);
+- a schedule's cron expression that cannot fire.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ SERVERLESS = ("serverless", "azureml:serverless")
 JOB_TIERS = ("spot", "basic", "standard", "premium")
 PRIORITIES = ("low", "medium", "high")
 SHM_MOST_GIB = 64  # an image job's default shared memory: half the VM's memory, at most this
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _SHM_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT][bB]?|[bB])?$")
 
 
@@ -82,4 +84,24 @@ def identity_problem(identity: Any, serverless: bool):
         return "a serverless job has no compute of its own, so no system-assigned identity to use", \
             "give client_id of a user-assigned identity attached to the workspace, or use identity: " \
             "{type: user_identity}"
+    return None
+
+
+def cron_problem(expression: Any) -> str | None:
+    """Why a five-field cron expression cannot fire as written, or None."""
+    fields = str(expression).split()
+    if len(fields) != 5:
+        return f"has {len(fields)} fields; Azure ML schedules take five (minute hour day month weekday)"
+    for text, (low, high), name in zip(fields, CRON_RANGES, ("minute", "hour", "day", "month", "weekday")):
+        for part in text.split(","):
+            base = part.split("/")[0]
+            if base in ("*", "?"):
+                continue
+            for number in base.split("-"):
+                if not number.isdigit():
+                    if name in ("month", "weekday") and re.fullmatch(r"[A-Za-z]{3}", number):
+                        continue
+                    return f"{name} field '{text}' is not a number, range or list"
+                if not low <= int(number) <= high:
+                    return f"{name} {number} is outside {low}-{high}"
     return None

@@ -132,6 +132,10 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
     else:
         job_ctx = dict(context, job=spec.job, code=paths.relative_posix(spec.job.code, out_dir))
         files[out_dir / "job.yml"] = render_template(JOB_TEMPLATES["job.yml"], job_ctx)
+    if spec.schedule is not None:
+        main_file = next(name for name in ("pipeline.yml", "sweep.yml", "job.yml") if out_dir / name in files)
+        files[out_dir / "schedule.yml"] = render_template("schedule.yml.j2", dict(
+            context, schedule=spec.schedule, job_file=main_file))
     if spec.cluster is not None:
         files[out_dir / "compute.yml"] = render_template(
             JOB_TEMPLATES["compute.yml"], dict(context, cluster=spec.cluster, vm=spec.vm))

@@ -120,6 +120,17 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """schedule.yml: Azure submits the rendered job (the retraining pipeline, say) on a timer."""
+    name: str
+    time_zone: str
+    cron: str | None = None  # five fields
+    recurrence: dict[str, Any] | None = None  # frequency, interval, schedule: {hours, minutes, week_days, ...}
+    start_time: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class DataAsset:
     name: str
     version: str
@@ -227,6 +238,7 @@ class Spec:
     sweep: Sweep | None = None
     endpoint: Endpoint | None = None
     endpoint_vm: vmsizes.VmSize | None = None
+    schedule: Schedule | None = None
     warnings: tuple[Problem, ...] = field(default=())
 
     @property
@@ -384,6 +396,7 @@ def _job_spec(c: _Collector, values: dict) -> Spec | None:
     resources = _resources(c, job_v, shape.nodes, vm, inputs, instance_type[0] if instance_type else None)
     rest.update(_queue_and_identity(c, job_v, compute, serverless))
     rest["services"] = _services(c, c.mapping(values.get("services"), "services"))
+    schedule = _schedule(c, c.mapping(values.get("schedule"), "schedule"), rest.get("experiment_name"))
     command = _command(c, job_v.get("command"), shape, inputs, outputs)
     if c.problems:
         return None
@@ -393,7 +406,7 @@ def _job_spec(c: _Collector, values: dict) -> Spec | None:
                      resources=resources, distribution=shape.distribution, inputs=inputs, outputs=outputs, **rest)
     launcher = Launcher(shape.launcher, shape.script, shape.processes or 1, shape.args)
     return Spec(job=job, launcher=launcher, vm=vm, cluster=cluster, environment=env_spec, data=data,
-                components=components, pipeline=pipeline, sweep=sweep, warnings=tuple(c.warnings))
+                components=components, pipeline=pipeline, sweep=sweep, schedule=schedule, warnings=tuple(c.warnings))
 
 
 def _cluster_and_size(c: _Collector, cluster_v: dict,
@@ -694,6 +707,77 @@ def _queue_and_identity(c: _Collector, job_v: dict, compute: str | None, serverl
         if jobsettings.identity_problem(identity, serverless):
             c.error("job.identity", *jobsettings.identity_problem(identity, serverless), rules.IDENTITY)
     return {"queue_settings": queue, "identity": identity}
+
+
+FREQUENCIES = ("minute", "hour", "day", "week", "month")
+RECURRENCE_KEYS = ("hours", "minutes", "week_days", "month_days")
+WEEK_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _schedule(c: _Collector, v: dict, experiment: str | None) -> Schedule | None:
+    """schedule.yml from the schedule: section: a cron expression or a recurrence, in a time zone."""
+    if not c.boolean(v.get("enabled"), "schedule.enabled", False):
+        return None
+    name = c.string(v.get("name") or (f"{experiment}-schedule" if experiment else None), "schedule.name",
+                    pattern=ASSET_NAME_RE, rule="letters, digits, '.', '-', '_'")
+    zone = c.string(v.get("time_zone", "UTC"), "schedule.time_zone")
+    start = c.string(v.get("start_time"), "schedule.start_time", required=False,
+                     pattern=re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?"), rule="e.g. 2027-01-04T03:00:00")
+    cron, recurrence = v.get("cron"), v.get("recurrence")
+    if (cron is None) == (recurrence is None):
+        c.error("schedule.cron", "a schedule needs a cron expression or a recurrence, one of them",
+                "e.g. --set schedule.cron='0 3 * * 1' (03:00 every Monday)", rules.SCHEDULE)
+        return None
+    if cron is not None:
+        cron = c.string(cron, "schedule.cron")
+        problem = jobsettings.cron_problem(cron) if cron else None
+        if problem:
+            c.error("schedule.cron", f"cron expression '{cron}' {problem}", "e.g. '0 3 * * 1' (03:00 every Monday)",
+                    rules.SCHEDULE)
+            return None
+    else:
+        recurrence = _recurrence(c, c.mapping(recurrence, "schedule.recurrence"))
+        if recurrence is None:
+            return None
+    if None in (name, zone):
+        return None
+    return Schedule(name, zone, cron, recurrence, start, v.get("description"))
+
+
+def _recurrence(c: _Collector, v: dict) -> dict[str, Any] | None:
+    frequency = c.choice(_lower(v.get("frequency")), "schedule.recurrence.frequency", FREQUENCIES)
+    interval = c.integer(v.get("interval", 1), "schedule.recurrence.interval", minimum=1)
+    at = c.mapping(v.get("schedule"), "schedule.recurrence.schedule")
+    when: dict[str, list] = {}
+    for key, value in at.items():
+        where = f"schedule.recurrence.schedule.{key}"
+        if key not in RECURRENCE_KEYS:
+            c.error(where, f"unknown key '{key}'", f"use {', '.join(RECURRENCE_KEYS)}", rules.SCHEDULE)
+            continue
+        items = value if isinstance(value, list) else [value]
+        if key == "week_days":
+            bad = [d for d in items if str(d).lower() not in WEEK_DAYS]
+            if bad:
+                c.error(where, f"unknown week day '{bad[0]}'", "monday ... sunday", rules.SCHEDULE)
+                continue
+            when[key] = [str(d).lower() for d in items]
+            continue
+        top = {"hours": 23, "minutes": 59, "month_days": 31}[key]
+        numbers = [c.integer(x, where, minimum=0 if key != "month_days" else 1) for x in items]
+        if None in numbers:
+            continue
+        if any(n > top for n in numbers):
+            c.error(where, f"{max(numbers)} is above {top}", f"{key} run 0-{top}" if key != "month_days"
+                    else "month days run 1-31", rules.SCHEDULE)
+            continue
+        when[key] = numbers
+    if when and not {"hours", "minutes"} <= set(when):
+        c.error("schedule.recurrence.schedule", "a recurrence's schedule needs both hours and minutes",
+                "e.g. schedule: {hours: [3], minutes: [0]} (03:00)", rules.SCHEDULE)
+        return None
+    if frequency is None or interval is None or len(when) != len(at):
+        return None
+    return {"frequency": frequency, "interval": interval, **({"schedule": when} if when else {})}
 
 
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-")

@@ -20,7 +20,8 @@ from . import paths
 from .errors import JobgenError
 from .yamlio import load_file
 
-SECTIONS = ("job", "launcher", "cluster", "env", "data", "services", "pipeline", "sweep", "endpoint", "components")
+SECTIONS = ("job", "launcher", "cluster", "env", "data", "services", "pipeline", "sweep", "schedule", "endpoint",
+            "components")
 
 # Keys of an Azure ML command job (CLI v2 YAML reference); a --set path that starts with
 # one of them is a job path, as with `az ml job create --set`.
@@ -36,7 +37,7 @@ FREE_MAPS = {
     ("job", "inputs"), ("job", "outputs"), ("job", "environment_variables"), ("job", "tags"),
     ("job", "properties"), ("job", "services"), ("env", "conda"), ("job", "identity"),
     ("job", "queue_settings"), ("job", "resources", "properties"), ("sweep", "search_space"),
-    ("sweep", "early_termination"),
+    ("sweep", "early_termination"), ("schedule", "recurrence"),
 }
 
 

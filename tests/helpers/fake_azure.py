@@ -411,6 +411,7 @@ class FakeAzure:
         self.codes: dict[str, dict[str, dict]] = {}  # name -> version -> resource
         self.data_assets: dict[str, dict[str, dict]] = {}
         self.environments: dict[str, dict[str, dict]] = {}
+        self.schedules: dict[str, dict] = {}  # name -> {"body": last PUT, "puts": [...], "resource": ...}
         self.components: dict[str, dict[str, dict]] = {}
         self.models: dict[str, dict[str, dict]] = {}
         self.datastores: dict[str, dict] = {}
@@ -913,7 +914,8 @@ class FakeAzure:
         kind = seg[0].lower()
         handler = {"computes": self._computes, "jobs": self._jobs, "codes": self._assets, "data": self._assets,
                    "environments": self._assets, "components": self._assets, "models": self._assets,
-                   "datastores": self._datastores, "onlineendpoints": self._online_endpoints}.get(kind)
+                   "datastores": self._datastores, "onlineendpoints": self._online_endpoints,
+                   "schedules": self._schedules}.get(kind)
         if handler is None:
             raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} workspaces/<ws>{rest}")
         return handler(method, seg, query, body)
@@ -1187,6 +1189,30 @@ class FakeAzure:
         if m.group("version") in self.models.get(m.group("name"), {}):
             return None
         return f"{m.group('name')}:{m.group('version')}"
+
+    # schedules: PUT (create, update, enable or disable: isEnabled in the body), GET, list
+    def _schedules(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
+        if len(seg) == 1 and method == "GET":
+            return 200, {"value": [e["resource"] for e in self.schedules.values()]}, {}
+        name = seg[1]
+        if len(seg) == 2 and method == "PUT":
+            old = self.schedules.get(name)
+            props = dict((body or {}).get("properties") or {})
+            props.setdefault("isEnabled", True)
+            props["provisioningState"] = "Succeeded"
+            resource = {"id": self._rid("schedules", name), "name": name, "type":
+                        "Microsoft.MachineLearningServices/workspaces/schedules", "properties": props,
+                        "systemData": {"createdAt": _now_iso(), "lastModifiedAt": _now_iso()}}
+            entry = old or {"puts": []}
+            entry.update(body=body, resource=resource)
+            entry["puts"].append(body)
+            self.schedules[name] = entry
+            return (200 if old else 201), resource, self._start_operation("create", family="mfe")
+        if name not in self.schedules:
+            raise _arm_error(404, "ResourceNotFound", f"Schedule {name} was not found.")
+        if len(seg) == 2 and method == "GET":
+            return 200, self.schedules[name]["resource"], {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} schedules/{'/'.join(seg[1:])}")
 
     def _online_endpoints(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
         if len(seg) == 1 and method == "GET":

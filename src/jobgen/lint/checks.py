@@ -51,7 +51,6 @@ PROSE_KEYS = ("description", "display_name", "tags")
 ASSET_REF = re.compile(r"^azureml:(?P<name>[^:@/\s]+)(?::(?P<version>[^:@\s]+)|@(?P<label>[^:@\s]+))?$")
 REGISTRY_REF = re.compile(r"^azureml://registries/[^/\s]+/(models|environments|components|data)/[^/\s]+"
                           r"(/(versions/[^/\s]+|labels/[^/\s]+))?$")
-CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 
 
 # ------------------------------------------------------------------ kind detection
@@ -139,26 +138,6 @@ def _serverless(d: dict) -> bool:
         return True
     res = d.get("resources") if isinstance(d.get("resources"), dict) else {}
     return d.get("compute") is None and bool(res.get("instance_type"))
-
-
-def cron_problem(expression: Any) -> str | None:
-    """Why a five-field cron expression cannot fire as written, or None."""
-    fields = str(expression).split()
-    if len(fields) != 5:
-        return f"has {len(fields)} fields; Azure ML schedules take five (minute hour day month weekday)"
-    for text, (low, high), name in zip(fields, CRON_RANGES, ("minute", "hour", "day", "month", "weekday")):
-        for part in text.split(","):
-            base = part.split("/")[0]
-            if base in ("*", "?"):
-                continue
-            for number in base.split("-"):
-                if not number.isdigit():
-                    if name in ("month", "weekday") and re.fullmatch(r"[A-Za-z]{3}", number):
-                        continue
-                    return f"{name} field '{text}' is not a number, range or list"
-                if not low <= int(number) <= high:
-                    return f"{name} {number} is outside {low}-{high}"
-    return None
 
 
 # ------------------------------------------------------------------ the checker
@@ -1058,7 +1037,7 @@ class Checker:
             return
         kind = str(trigger.get("type", "")).lower()
         if kind == "cron" and trigger.get("expression") is not None:
-            problem = cron_problem(trigger["expression"])
+            problem = jobsettings.cron_problem(trigger["expression"])
             if problem:
                 self.report(R.SCHEDULE, ("trigger", "expression"), f"cron expression '{trigger['expression']}' "
                             f"{problem}", "e.g. expression: \"0 2 * * 1\" (02:00 every Monday)")
