@@ -76,7 +76,10 @@ job resource (``properties.status`` "NotStarted", ``services.Studio.endpoint``,
 ``services.Tracking.endpoint``, ``outputs.default`` in the artifact store). Every read of the
 job's status (ARM GET, run-history ``details``/``rundata``/run GET) advances it through
 ``status_sequence`` (default Queued, Running) and then reports ``job_final_status``; a cancelled
-job reports Canceled. At submission the fake writes ``user_logs/std_log.txt`` into the artifact
+job reports Canceled. Run history's ``serviceinstances/<node>`` lists the interactive services the
+job asked for (node 0, or every node with ``nodes: all``), each with an endpoint of its own.
+Schedules: PUT (create, update, disable) and GET ``schedules/<name>``; ``fake.schedules[name]``
+holds ``{"body", "puts", "resource"}``. At submission the fake writes ``user_logs/std_log.txt`` into the artifact
 store (``ExperimentRun/dcid.<job>/``) and, for each named output, ``fake-output.txt`` at
 ``azureml/<job>/<output>/`` in the workspace blob store (``set_job_output`` replaces those
 files), so ``jobs.stream`` prints the log and ``jobs.download(output_name=...)`` downloads the
@@ -88,7 +91,8 @@ Not emulated
 * Registries (``azureml://registries/...`` assets, e.g. curated environments resolved through the
   registry discovery service), pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
   batch and serverless endpoints, invoking a scoring URI (no inference server runs), online
-  deployment failures (a deployment always provisions), schedules, workspace create/delete,
+  deployment failures (a deployment always provisions), schedules firing (they are stored, as
+  created, updated or disabled; their jobs never run), workspace create/delete,
   connections, MLflow. Unknown routes answer 404 ``{"error": {"code": "NoSuchRoute"}}`` and are
   kept in ``fake.unhandled``.
   (Data and model uploads from local paths work: they go to ``LocalUpload/<hash>/`` in the
