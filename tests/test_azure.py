@@ -832,3 +832,21 @@ def test_a_schedule_is_created_updated_and_disabled(submit, fake):
 
     rc, out, err = submit(ROOT / "jobs/penguins-mpi/job.yml", "--disable")
     assert rc == 1 and "--disable stops a schedule; this is a command job" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fallback_tier_is_for_command_jobs_and_a_spot_pipeline_step_uses_low_priority_quota(submit, cli, fake,
+                                                                                            tmp_path):
+    from jobgen import preflight
+
+    out = tmp_path / "rendered"
+    rc, _, err = cli("render", "-f", ROOT / "jobs/penguins-pipeline/values.yaml", "--serverless", "--vm-size",
+                     "Standard_D4s_v3", "--tier", "spot", "-o", out)
+    assert rc == 0, err
+    import yaml
+
+    train = [d for d in preflight.demands(yaml.safe_load((out / "pipeline.yml").read_text()), out)
+             if d.label == "step train"]
+    assert train and train[0].spot and train[0].compute is None
+    rc, _, err = submit(out / "pipeline.yml", "--stream", "--retry", "1", "--fallback-tier", "standard")
+    assert rc == 1 and "--fallback-tier resubmits a command job in another tier; this is a pipeline job" in err
+    assert not fake.jobs

@@ -228,3 +228,20 @@ def test_a_build_context_inside_the_output_folder_is_found_while_staged(cli, che
     assert not (out / "conda.yaml").exists()  # the Dockerfile installs the packages
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == []  # no staging left
     assert (out / "docker" / "Dockerfile").read_text() == "FROM python:3.11-slim\n"
+
+
+def test_values_of_serverless_jobs_that_azure_takes_as_written(cli, checkout):
+    """Shared memory sized by docker_args is left alone (no default beside it); a user-assigned
+    identity keeps whichever id names it; an unquoted start time (a YAML timestamp) is a time."""
+    out = checkout / "rendered"
+    values = checkout / "v.yaml"
+    values.write_text("job:\n  compute: serverless\n  resources: {instance_type: Standard_NC4as_T4_v3, "
+                      "docker_args: --ipc=host}\n  identity: {type: managed, object_id: 6f1c2a8e-0000-4000-8000-000000000001}\n"
+                      "schedule:\n  enabled: true\n  cron: 0 3 * * 1\n  start_time: 2027-01-04T03:00:00\n")
+    rc, stdout, stderr = cli("render", "-f", values, "-o", out)
+    assert rc == 0, stderr
+    job = yaml.safe_load((out / "job.yml").read_text())
+    assert job["resources"] == {"instance_count": 1, "instance_type": "Standard_NC4as_T4_v3", "docker_args": "--ipc=host"}
+    assert job["identity"] == {"type": "managed", "object_id": "6f1c2a8e-0000-4000-8000-000000000001"}
+    schedule = yaml.safe_load((out / "schedule.yml").read_text())
+    assert schedule["trigger"]["start_time"] == "2027-01-04T03:00:00"

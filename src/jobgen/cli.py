@@ -311,6 +311,9 @@ def flags_patch(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str
             put("job.distribution.type", args.distribution, "--distribution")
             origins["job.distribution"] = "--distribution"
     if getattr(args, "serverless", False):
+        if args.compute is not None:
+            raise JobgenError("--serverless and --compute NAME say two places to run", where="--serverless",
+                              hint="give one: --serverless (no cluster) or --compute NAME (a cluster)")
         put("job.compute", "serverless", "--serverless")
     if getattr(args, "tier", None) in ("dedicated", "low_priority"):
         put("cluster.tier", args.tier, "--tier")
@@ -555,6 +558,10 @@ def cmd_services(args: argparse.Namespace) -> int:
     client = cloud.make_client(_workspace(args))
     job, rows = cloud.job_services(client, args.job_name)
     status = cloud.status_of(job)
+    if not rows and str(getattr(job, "type", "")) in ("pipeline", "sweep"):
+        raise JobgenError(f"job {args.job_name} is a {job.type}: its steps or trials are the jobs with services",
+                          where=args.job_name, hint="give the name of the step's or trial's own job (az ml job list "
+                          f"--parent-job-name {args.job_name})")
     if not rows:
         raise JobgenError(f"job {args.job_name} ({status}) lists no interactive services" +
                           ("" if status == "Running" else "; Azure lists them once the job runs"),
@@ -629,8 +636,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.retry < 0:
         raise JobgenError("--retry must be 0 or more", where="--retry", hint="e.g. --stream --retry 2")
     if (args.retry or args.fallback_compute or args.fallback_tier) and not args.stream:
-        raise JobgenError("--retry and --fallback-compute need --stream (the job is followed to its end)",
-                          where="--retry", hint="add --stream")
+        given = "--retry" if args.retry else "--fallback-compute" if args.fallback_compute else "--fallback-tier"
+        raise JobgenError("--retry and --fallback-compute need --stream (the job is followed to its end), and so "
+                          "does --fallback-tier", where=given, hint="add --stream")
     if args.fallback_tier and args.fallback_compute:
         raise JobgenError("--fallback-tier is for serverless jobs, --fallback-compute for jobs on a cluster",
                           where="--fallback-tier", hint="give one of them")

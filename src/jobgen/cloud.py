@@ -547,6 +547,11 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     from . import recovery
 
     compute = str(data.get("compute") or "").removeprefix("azureml:")
+    if options.fallback_tier and kind != "command_job":
+        raise JobgenError(f"--fallback-tier resubmits a command job in another tier; this is a "
+                          f"{kind.replace('_', ' ')}, whose steps or trials carry their own queue settings",
+                          where=paths.display(path), hint="set the tier in the file (queue_settings.job_tier) "
+                          "and submit it again")
     if options.fallback_tier and compute and compute.lower() != "serverless":
         raise JobgenError(f"--fallback-tier changes a serverless job's tier, but this job runs on compute {compute}, "
                           "whose VMs are its own tier", where=paths.display(path),

@@ -65,7 +65,7 @@ def docker_shm_problem(docker_args: Any, shm: Any):
         docker_args = " ".join(map(str, docker_args))
     if shm is not None and isinstance(docker_args, str) and re.search(r"--(shm-size|ipc)\b", docker_args):
         return "docker_args sets --shm-size or --ipc beside shm_size; one of them wins and the other is silently " \
-               "ignored", "keep shm_size only (e.g. --set resources.shm_size=16g)"
+               "ignored", "keep one of them (shm_size: 16g, say)"
     return None
 
 
@@ -73,14 +73,14 @@ def tier_problem(tier: Any, compute: Any):
     if tier is None or str(tier).lower() not in JOB_TIERS or not named_compute(compute):
         return None
     return f"job_tier {tier} has no effect on compute {compute}: a cluster's VMs are dedicated or low priority " \
-           "whatever the job asks", "set the cluster's tier (--tier low_priority, az ml compute create --tier " \
-           "low_priority), or run serverless in that tier (--serverless, or no compute)"
+           "whatever the job asks", "set the cluster's tier (cluster.tier, az ml compute create --tier " \
+           "low_priority), or run the job serverless in that tier"
 
 
 def identity_problem(identity: Any, serverless: bool):
     kind = identity.get("type") if isinstance(identity, dict) else identity
-    has_client = isinstance(identity, dict) and bool(identity.get("client_id"))
-    if serverless and str(kind or "").lower() == "managed" and not has_client:
+    named = isinstance(identity, dict) and any(identity.get(k) for k in ("client_id", "object_id", "msi_resource_id"))
+    if serverless and str(kind or "").lower() in ("managed", "managed_identity") and not named:
         return "a serverless job has no compute of its own, so no system-assigned identity to use", \
             "give client_id of a user-assigned identity attached to the workspace, or use identity: " \
             "{type: user_identity}"

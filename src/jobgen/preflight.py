@@ -132,7 +132,8 @@ def _step_demands(pipeline: model.Pipeline, prefix: str, inherited: Any) -> list
             found += _step_demands(body, f"{prefix}{step.name}/", compute)
             continue
         body = body or model.read_command({}, pipeline.base)  # a registered component: the step's own settings
-        found.append(_demand(f"step {prefix}{step.name}", compute, body.overridden(step)))
+        found.append(_demand(f"step {prefix}{step.name}", compute, body.overridden(step),
+                             queue=step.overrides.get("queue_settings")))
     return found
 
 

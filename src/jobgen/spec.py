@@ -379,6 +379,9 @@ def _job_spec(c: _Collector, values: dict) -> Spec | None:
         c.error("job.type", f"the generator renders command jobs, got '{job_v.get('type')}'",
                 "pipelines and sweeps have their own templates")
     serverless = jobsettings.is_serverless(job_v.get("compute"))
+    if serverless and c.origins.get("cluster.tier") == "--tier":
+        c.error("cluster.tier", f"--tier {cluster_v.get('tier')} is a cluster's tier; a serverless job has none",
+                "use --tier spot (preemptible, low-priority quota), basic, standard or premium")
     instance_type = _instance_type(c, job_v, cluster_v) if serverless else None
     cluster, vm = _cluster_and_size(c, cluster_v, instance_type)
     shape = _shape(c, job_v, launch_v, vm, cluster)
@@ -661,18 +664,20 @@ def _resources(c: _Collector, job_v: dict, nodes: int | None, vm: vmsizes.VmSize
     """instance_count, a serverless job's instance_type, shared memory (an image job's default:
     jobsettings.default_shm) and Docker arguments."""
     resources_v = c.mapping(job_v.get("resources"), "job.resources")
-    shm = c.string(resources_v.get("shm_size"), "job.resources.shm_size", required=False,
-                   pattern=re.compile(r"\d+[bkmg]?"), rule="a size like 16g")
-    if shm is None and inputs.get("task") == "images":
-        shm = jobsettings.default_shm(vm)
-    elif shm is not None and jobsettings.shm_problem(shm, vm):
+    shm = c.string(resources_v.get("shm_size"), "job.resources.shm_size", required=False)
+    if shm is not None and jobsettings.shm_problem(shm, vm):
         c.error("job.resources.shm_size", *jobsettings.shm_problem(shm, vm), rules.SHM_SIZE)
     docker = resources_v.get("docker_args")
     if isinstance(docker, list):
         docker = " ".join(str(a) for a in docker)
     docker = c.string(docker, "job.resources.docker_args", required=False)
     if jobsettings.docker_shm_problem(docker, shm):
-        c.error("job.resources.docker_args", *jobsettings.docker_shm_problem(docker, shm), rules.DOCKER_SHM)
+        c.warn("job.resources.docker_args", *jobsettings.docker_shm_problem(docker, shm), rules.DOCKER_SHM)
+    if shm is None and inputs.get("task") == "images" and not jobsettings.docker_shm_problem(docker, "default"):
+        shm = jobsettings.default_shm(vm)  # unless docker_args sizes shared memory itself (--shm-size, --ipc)
+    if resources_v.get("instance_type") and not instance_type:
+        c.warn("job.resources.instance_type", "instance_type has no effect on a cluster job: its nodes are the "
+               "cluster's size", "set cluster.size (--vm-size), or run serverless (--serverless)")
     if nodes is None:
         return None
     return Resources(nodes, shm, (vm.name if vm else instance_type) if instance_type else None, docker or None)
@@ -698,18 +703,21 @@ def _queue_and_identity(c: _Collector, job_v: dict, compute: str | None, serverl
         identity_v = {"type": identity_v} if isinstance(identity_v, str) else c.mapping(identity_v, "job.identity")
         kind = c.choice(_lower(identity_v.get("type")), "job.identity.type", IDENTITIES)
         for key in identity_v:
-            if key not in ("type", "client_id", "object_id", "msi_resource_id"):
-                c.error(f"job.identity.{key}", f"unknown identity key '{key}'", "use type and client_id")
+            if key not in ("type", "client_id", "object_id"):  # azure-ai-ml cannot load msi_resource_id
+                c.error(f"job.identity.{key}", f"unknown identity key '{key}'", "use type and client_id (or "
+                        "object_id) of the user-assigned identity")
         if kind:
             identity["type"] = kind
-        if kind == "managed" and identity_v.get("client_id"):
-            identity["client_id"] = str(identity_v["client_id"])
+        for key in ("client_id", "object_id"):  # a user-assigned identity, by either of its ids
+            if kind == "managed" and identity_v.get(key):
+                identity[key] = str(identity_v[key])
         if jobsettings.identity_problem(identity, serverless):
             c.error("job.identity", *jobsettings.identity_problem(identity, serverless), rules.IDENTITY)
     return {"queue_settings": queue, "identity": identity}
 
 
 FREQUENCIES = ("minute", "hour", "day", "week", "month")
+START_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?")
 RECURRENCE_KEYS = ("hours", "minutes", "week_days", "month_days")
 WEEK_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -721,8 +729,11 @@ def _schedule(c: _Collector, v: dict, experiment: str | None) -> Schedule | None
     name = c.string(v.get("name") or (f"{experiment}-schedule" if experiment else None), "schedule.name",
                     pattern=ASSET_NAME_RE, rule="letters, digits, '.', '-', '_'")
     zone = c.string(v.get("time_zone", "UTC"), "schedule.time_zone")
-    start = c.string(v.get("start_time"), "schedule.start_time", required=False,
-                     pattern=re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?"), rule="e.g. 2027-01-04T03:00:00")
+    start = v.get("start_time")
+    if hasattr(start, "isoformat"):  # YAML reads an unquoted 2027-01-04T03:00:00 as a timestamp
+        start = start.isoformat()
+    start = c.string(start, "schedule.start_time", required=False, pattern=START_TIME_RE,
+                     rule="a timestamp, e.g. 2027-01-04T03:00:00 (the time zone is time_zone's)")
     cron, recurrence = v.get("cron"), v.get("recurrence")
     if (cron is None) == (recurrence is None):
         c.error("schedule.cron", "a schedule needs a cron expression or a recurrence, one of them",
