@@ -382,3 +382,16 @@ def test_disable_flag_and_list_rules(cli, tmp_path):
     assert rc == 1 and "unknown rule JG999" in err
     rc, out, err = cli("lint", "--list-rules")
     assert rc == 0 and len(out.splitlines()) == len(RULES) and out.startswith("JG001  error")
+
+
+def test_a_pipeline_steps_queue_settings_and_identity_are_judged_where_the_step_runs(tmp_path):
+    """A step on the pipeline's cluster asking for the spot tier gets JG067; a step that runs serverless
+    (the pipeline's default_compute) with a managed identity and no id of one gets JG068."""
+    step = "    type: command\n    command: echo hi\n    environment: azureml:env@latest\n"
+    (tmp_path / "on-cluster.yml").write_text(PIPELINE + "jobs:\n  train:\n" + step + "    queue_settings: {job_tier: spot}\n")
+    (tmp_path / "serverless.yml").write_text(PIPELINE.replace("azureml:cpu", "azureml:serverless") + "jobs:\n  train:\n"
+                                             + step + "    resources: {instance_type: Standard_E4s_v3}\n"
+                                             "    identity: {type: managed}\n")
+    found = {(Path(d.path).name, d.rule, d.line) for d in lint_paths(sorted(tmp_path.iterdir()), azure=False)}
+    assert ("on-cluster.yml", "JG067", 10) in found
+    assert ("serverless.yml", "JG068", 11) in found

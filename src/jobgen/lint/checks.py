@@ -761,6 +761,8 @@ class Checker:
             shape["distribution"] = comp["distribution"]
         shape.setdefault("command", step_command)
         self.run_shape(base, shape, node.get("compute") or default_compute)
+        # the step's own limits, queue settings, identity and services, where it runs
+        self.job_settings(base, dict(shape, compute=node.get("compute") or default_compute))
 
     def step_bindings_refs(self, step: str, base: tuple, n_inputs: dict, n_outputs: dict, jobs: dict,
                            p_inputs: dict, p_outputs: dict, edges: dict[str, set[str]]) -> None:
