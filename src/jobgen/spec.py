@@ -902,14 +902,9 @@ def _code(c: _Collector, value: Any, script: str | None) -> Path | None:
     if re.match(r"^(azureml:|https?:|git\+)", text):
         c.error("job.code", f"'{text}' is not a local folder", "the generator uploads a local folder; give its path")
         return None
-    root = paths.root().resolve()
-    folder = (root / text).resolve()
-    if folder != root and root not in folder.parents:
-        c.error("job.code", f"'{text}' points outside the project ({folder})",
-                "keep the training code inside the repository, e.g. src/trainer")
-        return None
-    if not folder.is_dir():
-        c.error("job.code", f"folder '{text}' does not exist", "create it or fix the path (relative to the project root)")
+    folder = _project_folder(c, text, "job.code", "the training code", "src/trainer",
+                             "create it or fix the path (relative to the project root)")
+    if folder is None:
         return None
     if script:
         target = (folder / script).resolve()
@@ -918,6 +913,21 @@ def _code(c: _Collector, value: Any, script: str | None) -> Path | None:
         elif not target.is_file():
             c.error("launcher.script", f"'{script}' is not in the code folder {paths.display(folder)}",
                     "fix launcher.script or job.code")
+    return folder
+
+
+def _project_folder(c: _Collector, text: str, dotted: str, what: str, example: str, missing_hint: str,
+                    rule: Rule | None = None) -> Path | None:
+    """A folder that values name, relative to the project root: inside the project, and there."""
+    root = paths.root().resolve()
+    folder = (root / text).resolve()
+    if folder != root and root not in folder.parents:
+        c.error(dotted, f"'{text}' points outside the project ({folder})",
+                f"keep {what} inside the repository, e.g. {example}")
+        return None
+    if not folder.is_dir():
+        c.error(dotted, f"folder '{text}' does not exist", missing_hint, rule)
+        return None
     return folder
 
 
@@ -1060,15 +1070,10 @@ def _build_context(c: _Collector, v: dict) -> tuple[Path, str] | None | bool:
     dockerfile = c.string(v.get("dockerfile_path", "Dockerfile"), "env.build.dockerfile_path")
     if text is None or dockerfile is None:
         return False
-    root = paths.root().resolve()
-    folder = (root / text).resolve()
-    if folder != root and root not in folder.parents:
-        c.error("env.build.path", f"'{text}' points outside the project ({folder})",
-                "keep the build context inside the repository, e.g. docker/")
-        return False
-    if not folder.is_dir():
-        c.error("env.build.path", f"folder '{text}' does not exist", "create it with a Dockerfile, or fix the path "
-                "(relative to the project root)", rules.BUILD_CONTEXT)
+    folder = _project_folder(c, text, "env.build.path", "the build context", "docker/",
+                             "create it with a Dockerfile, or fix the path (relative to the project root)",
+                             rules.BUILD_CONTEXT)
+    if folder is None:
         return False
     if not (folder / dockerfile).is_file():
         c.error("env.build.dockerfile_path", f"'{dockerfile}' is not in the build context {paths.display(folder)}",
