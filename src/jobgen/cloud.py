@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import paths
+from . import jobsettings, paths
 from .azml.model import compute_names
 from .errors import JobgenError
 
@@ -546,13 +546,13 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
     context["compute"] = names[0] if names else "?"
     from . import recovery
 
-    compute = str(data.get("compute") or "").removeprefix("azureml:")
     if options.fallback_tier and kind != "command_job":
         raise JobgenError(f"--fallback-tier resubmits a command job in another tier; this is a "
                           f"{kind.replace('_', ' ')}, whose steps or trials carry their own queue settings",
                           where=paths.display(path), hint="set the tier in the file (queue_settings.job_tier) "
                           "and submit it again")
-    if options.fallback_tier and compute and compute.lower() != "serverless":
+    if options.fallback_tier and jobsettings.named_compute(data.get("compute")):
+        compute = str(data["compute"]).removeprefix("azureml:")
         raise JobgenError(f"--fallback-tier changes a serverless job's tier, but this job runs on compute {compute}, "
                           "whose VMs are its own tier", where=paths.display(path),
                           hint="use --fallback-compute NAME (a dedicated cluster) instead")

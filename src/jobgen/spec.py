@@ -826,8 +826,10 @@ def _public_key(c: _Collector, text: str) -> str | None:
         c.error("services.ssh_public_key_file", f"cannot read '{text}': {exc.strerror}",
                 "give your public key file, e.g. ~/.ssh/id_ed25519.pub (ssh-keygen -t ed25519 makes one)")
         return None
-    if "PRIVATE KEY" in content:
-        c.error("services.ssh_public_key_file", f"'{text}' is a private key; it must never leave your machine",
+    leak = secretscan.secret_value(content)  # the patterns lint's JG010 uses, a PEM private key among them
+    if leak:
+        what = "is a private key" if "private key" in leak else f"holds {leak}"
+        c.error("services.ssh_public_key_file", f"'{text}' {what}; it must never leave your machine",
                 f"give the public key beside it ({path.name}.pub)", rules.SECRET_VALUE)
         return None
     lines = [line for line in content.splitlines() if line.strip() and not line.startswith("#")]
