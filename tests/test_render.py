@@ -46,6 +46,9 @@ CASES = {
                             "--tier", "standard"],
     "serverless-sweep": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "sweep.enabled=true",
                          "--tier", "spot"],
+    "batch-images": ["--set", "batch.enabled=true", "--set", "batch.instance_count=2", "--set",
+                     "cluster.name=cpu-cluster", "--set", "cluster.size=Standard_DS3_v2", "--set",
+                     "batch.onnx_variant=fp32"],
     "literal-strings": ["--set", "inputs.learning_rate=1e-3", "--set", "inputs.pretrained=true",
                    "--gpus", "2"],
 }
@@ -94,6 +97,13 @@ def test_rendered_files_load_with_azure_ai_ml(cli, checkout, name):
                 assert result.passed, (fname, result.error_messages)
     if "pipeline.yml" in files or "sweep.yml" in files:
         return
+    if "deployment.yml" in files:  # a batch endpoint definition: endpoint.yml + a model deployment
+        endpoint = load_function("batch_endpoint")(source=out / "endpoint.yml")
+        deployment = load_function("model_batch_deployment")(source=out / "deployment.yml")
+        assert deployment.endpoint_name == endpoint.name and endpoint.auth_mode == "aad_token"
+        assert deployment.settings.mini_batch_size == yaml.safe_load(files["deployment.yml"])["settings"][
+            "mini_batch_size"]
+        return
     job = load_job(source=out / "job.yml")._to_job()
     rest = job._to_rest_object().properties
     assert rest.command == yaml.safe_load(files["job.yml"])["command"]
@@ -107,7 +117,7 @@ def test_schema_line_first_in_every_azure_file(cli, root, tmp_path):
     for name in CASES:
         out = tmp_path / name
         for fname, text in render_case(cli, root, name, out).items():
-            if fname != "conda.yaml":
+            if fname not in ("conda.yaml", "conda-serve.yaml"):
                 assert text.startswith("$schema: https://azuremlschemas.azureedge.net/latest/"), (name, fname)
 
 

@@ -35,6 +35,8 @@ COMPUTE = f"$schema: {SCHEMA}amlCompute.schema.json\ntype: amlcompute\nname: cpu
 DATA = f"$schema: {SCHEMA}data.schema.json\nname: d\nversion: '1'\n"
 DEPLOYMENT = f"$schema: {SCHEMA}managedOnlineDeployment.schema.json\nname: blue\nendpoint_name: ep\n" \
              "model: azureml:m:1\ninstance_type: Standard_DS3_v2\ninstance_count: 1\n"
+BATCH_DEPLOYMENT = f"$schema: {SCHEMA}batchDeployment.schema.json\nname: onnx\nendpoint_name: ep\ntype: model\n" \
+    "model: azureml:m:1\ncompute: azureml:cpu-cluster\nresources:\n  instance_count: 1\nsettings:\n"
 JWT = "eyJ" + "hbGciOiJIUzI1NiJ9.eyJ" + "zdWIiOiJ0ZXN0In0." + "ZmFrZS1zaWduYXR1cmU"
 STEP_COMPONENT = f"""$schema: {SCHEMA}commandComponent.schema.json
 name: step
@@ -302,6 +304,9 @@ CASES = {
                   "  expression: '0 2 * * 1'\ncreate_job: ./job.yml\n", f"$schema: {SCHEMA}schedule.schema.json\n"
                   "name: s\ntrigger:\n  type: cron\n  expression: '0 25 * * *'\ncreate_job: ./job.yml\n", 5,
                   "hour 25 is outside 0-23", {"job.yml": JOB}),
+    "JG111": Case("deployment.yml", BATCH_DEPLOYMENT + "  mini_batch_size: 10\n  error_threshold: -1\n",
+                  BATCH_DEPLOYMENT + "  mini_batch_size: 0\n  error_threshold: -1\n", 10,
+                  "mini_batch_size 0 cannot run: it counts files per run() call"),
 }
 # JG106 needs two files that disagree: the valid case has the other file agree with it.
 VALID_FILES = {"JG106": {"other.yml": COMPUTE + "size: Standard_DS3_v2\n"}}

@@ -352,6 +352,12 @@ def test_onnx_parity_registration_and_prediction(work, penguins_torchrun, images
     assert registration["tags"]["source_run"] == _meta(model)["mlflow_run_id"]
     assert float(registration["tags"]["val_accuracy"]) == pytest.approx(_meta(model)["metrics"]["val_accuracy"], abs=1e-4)
     assert registry.register(model, onnx_dir, name)["version"] == 2
+    if task == "penguins":  # what a local batch deployment's azureml:test-penguins@latest / :1 resolve to
+        from jobgen.runner.batch import registered_model
+
+        monkeypatch.setenv("JOBGEN_MLFLOW_URI", f"sqlite:///{work / 'mlflow.db'}")
+        latest, first = registered_model(name, "latest", "test"), registered_model(name, "1", "test")
+        assert (latest / "model.onnx").is_file() and (first / "model.onnx").is_file() and latest != first
 
     from trainkit.predict import predict
 

@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--list-rules", action="store_true", help="print every rule: its ID, severity and summary")
     lint.add_argument("--strict", action="store_true", help="treat warnings as errors")
     lint.add_argument("-q", "--quiet", action="store_true", help="print only problems")
-    run = sub.add_parser("run", help="run a command, pipeline or sweep job here, as Azure ML would",
+    run = sub.add_parser("run", help="run a command, pipeline or sweep job (or score with a batch deployment) here, "
+                         "as Azure ML would",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Run a rendered (or hand-written) Azure ML job on this machine: N simulated "
                          "nodes x P processes with Azure's variables (pytorch), Open MPI's mpirun (mpi), pipelines "
@@ -117,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog="run folder: code/ (the snapshot the job runs from), outputs/<name>/, "
                          "user_logs/std_log_process_NN.txt (NN = global rank), one sub-folder per pipeline step or "
                          "sweep trial.\nMLflow: runs/mlflow.db (mlflow ui --backend-store-uri sqlite:///runs/mlflow.db)."
-                         "\nData: azureml:<name>@latest resolves through jobs/data.yml or --data NAME=PATH.")
+                         "\nData: azureml:<name>@latest resolves through jobs/data.yml or --data NAME=PATH."
+                         "\nBatch deployment: run deployment.yml --input FOLDER|FILE scores it in mini-batches with "
+                         "its scoring script; rows in outputs/score/predictions.csv, as Azure writes them.")
     run.add_argument("job", type=Path, metavar="JOB.yml")
     run.add_argument("--run-dir", type=Path, help="run folder (default runs/<job name>-<timestamp>/); running again "
                      "in the same folder resumes from the outputs a job left (its checkpoints)")
@@ -129,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--component", action="append", default=[], dest="components", metavar="NAME=PATH",
                      help="local YAML file for registered component NAME (azureml:NAME:<version>, azureml:NAME@latest, "
                           "azureml://registries/.../components/NAME)")
+    run.add_argument("--input", metavar="PATH|azureml:NAME@latest",
+                     help="a batch deployment: the folder or file to score (a data asset through the catalog); the "
+                          "model comes from the catalog or the local MLflow registry that the pipeline's register "
+                          "step writes")
     run.add_argument("--catalog", type=Path, help="local data catalog (default: jobs/data.yml found upward)")
     run.add_argument("--dry-run", action="store_true", help="print the plan (every unit, its command, inputs and "
                      "outputs) and start nothing")
@@ -408,6 +415,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         if spec.kind == "endpoint":
             print(f"next: az ml online-endpoint create -f {shown}/endpoint.yml, then "
                   f"az ml online-deployment create -f {shown}/deployment.yml --all-traffic")
+        elif spec.kind == "batch":
+            print(f"next: python generator.py submit {shown}/endpoint.yml, then submit {shown}/deployment.yml "
+                  f"--ensure-compute --set-default, then submit {shown}/endpoint.yml --invoke DATA "
+                  f"(here: python generator.py run {shown}/deployment.yml --input DATA)")
         else:
             main_file = {"pipeline": "pipeline.yml", "sweep": "sweep.yml"}.get(spec.kind, "job.yml")
             print(f"next: az ml job create -f {shown}/{main_file}"
@@ -424,6 +435,11 @@ def _summary(spec) -> str:
         e = spec.endpoint
         return (f"online endpoint {e.name} with deployment {e.deployment}: {e.instance_count} x {e.instance_type}, "
                 f"model {e.model}")
+    if spec.kind == "batch":
+        b = spec.batch
+        return (f"batch endpoint {b.name} with deployment {b.deployment}: {b.instance_count} node(s) of {b.compute} x "
+                f"{b.max_concurrency_per_instance} process(es), mini-batches of {b.mini_batch_size} file(s), "
+                f"model {b.model}")
     job = spec.job
     dist = f"{job.distribution.type}" if job.distribution else "no distribution"
     what = ("pipeline train -> export_onnx -> register, train on" if spec.kind == "pipeline" else
@@ -529,7 +545,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise JobgenError("--timeout must be positive", where="--timeout", hint="seconds, e.g. --timeout 600")
     options = Options(run_dir=args.run_dir, sets=args.sets, data=args.data, components=args.components,
                       timeout=args.timeout, quiet=args.quiet, json=args.json, catalog=args.catalog,
-                      lint=not args.no_lint, dry_run=args.dry_run, env=args.env, faults=_faults(args))
+                      lint=not args.no_lint, dry_run=args.dry_run, env=args.env, faults=_faults(args),
+                      input=args.input)
     return run(args.job, options)
 
 

@@ -115,11 +115,21 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
     context = {"sources": sources}
     files: dict[Path, str] = {}
     if spec.endpoint is not None:
-        ctx = dict(context, endpoint=spec.endpoint, vm=spec.endpoint_vm,
+        ctx = dict(context, endpoint=spec.endpoint, batch=None, vm=spec.endpoint_vm,
                    code=paths.relative_posix(spec.endpoint.code, out_dir))
         files[out_dir / "endpoint.yml"] = render_template("online_endpoint.yml.j2", ctx)
         files[out_dir / "deployment.yml"] = render_template("online_deployment.yml.j2", ctx)
         files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)
+        return RenderedSet(files=files, spec=spec)
+    if spec.batch is not None:
+        ctx = dict(context, batch=spec.batch, endpoint=spec.batch, vm=spec.vm,
+                   code=paths.relative_posix(spec.batch.code, out_dir))
+        files[out_dir / "endpoint.yml"] = render_template("batch_endpoint.yml.j2", ctx)
+        files[out_dir / "deployment.yml"] = render_template("batch_deployment.yml.j2", ctx)
+        files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)
+        if spec.cluster is not None:
+            files[out_dir / "compute.yml"] = render_template(
+                JOB_TEMPLATES["compute.yml"], dict(context, cluster=spec.cluster, vm=spec.vm))
         return RenderedSet(files=files, spec=spec)
     if spec.pipeline is not None:
         p = spec.pipeline

@@ -128,6 +128,8 @@ SCORING_SCRIPT = _rule("JG107", ERROR, "a deployment's scoring script or model p
 DATA_PATH = _rule("JG108", ERROR, "a data asset's local path does not exist")
 MLTABLE_FILE = _rule("JG109", ERROR, "an mltable folder without its MLTable file")
 SCHEDULE = _rule("JG110", ERROR, "a schedule whose cron expression or recurrence cannot fire")
+BATCH_SETTINGS = _rule("JG111", ERROR, "batch deployment settings the batch executor cannot run (mini_batch_size 0, "
+                       "error_threshold below -1, ...)")
 
 DISABLE_COMMENT = re.compile(r"#\s*jobgen:\s*disable=([A-Za-z0-9_, ]+)")
 

@@ -204,6 +204,32 @@ class Endpoint:
     code: Path  # the scoring script's folder (src/trainer)
 
 
+@dataclass(frozen=True)
+class BatchEndpoint:
+    """A batch endpoint and one model deployment scoring files with the registered ONNX model on a
+    cluster (docs: batch endpoints; runner/batch.py runs it here)."""
+
+    name: str
+    description: str | None
+    deployment: str
+    model: str
+    compute: str  # the cluster's name
+    instance_count: int
+    max_concurrency_per_instance: int
+    mini_batch_size: int
+    output_file_name: str
+    error_threshold: int
+    max_retries: int
+    timeout: int
+    logging_level: str
+    scoring_script: str
+    onnx_variant: str
+    image: str
+    python: str
+    pip: tuple[str, ...]
+    code: Path  # the scoring script's folder (src/trainer)
+
+
 ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 MODEL_REF_RE = re.compile(r"^azureml:[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+|@latest)$")
 REQUEST_SETTINGS = ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms")
@@ -238,12 +264,15 @@ class Spec:
     sweep: Sweep | None = None
     endpoint: Endpoint | None = None
     endpoint_vm: vmsizes.VmSize | None = None
+    batch: BatchEndpoint | None = None
     schedule: Schedule | None = None
     warnings: tuple[Problem, ...] = field(default=())
 
     @property
     def kind(self) -> str:
-        """command | pipeline | sweep | endpoint: what the definition renders."""
+        """command | pipeline | sweep | endpoint | batch: what the definition renders."""
+        if self.batch:
+            return "batch"
         return "endpoint" if self.endpoint else "pipeline" if self.pipeline else "sweep" if self.sweep else "command"
 
 
@@ -345,8 +374,17 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
     c = _Collector(origins or {})
     _secret_values(c, values)
     endpoint_v = c.mapping(values.get("endpoint"), "endpoint")
-    if c.boolean(endpoint_v.get("enabled"), "endpoint.enabled", False):
+    batch_v = c.mapping(values.get("batch"), "batch")
+    online = c.boolean(endpoint_v.get("enabled"), "endpoint.enabled", False)
+    batch = c.boolean(batch_v.get("enabled"), "batch.enabled", False)
+    if online and batch:
+        c.error("batch.enabled", "one definition renders an online endpoint or a batch endpoint, not both",
+                "keep each endpoint in its own folder under jobs/ (disable endpoint or batch here)")
+        spec = None
+    elif online:
         spec = _endpoint_spec(c, values, endpoint_v)
+    elif batch:
+        spec = _batch_spec(c, values, batch_v)
     else:
         spec = _job_spec(c, values)
     if c.problems:
@@ -357,17 +395,36 @@ def build(values: dict[str, Any], origins: dict[str, str] | None = None) -> Spec
 def _endpoint_spec(c: _Collector, values: dict, endpoint_v: dict) -> Spec | None:
     """An online endpoint definition: the endpoint, its deployment and the scoring environment
     (no job, cluster or training environment of its own)."""
-    if c.boolean(c.mapping(values.get("pipeline"), "pipeline").get("enabled"), "pipeline.enabled", False) or \
-            c.boolean(c.mapping(values.get("sweep"), "sweep").get("enabled"), "sweep.enabled", False):
-        c.error("endpoint.enabled", "an endpoint definition renders no job", "disable pipeline and sweep here")
-    job_v = c.mapping(values.get("job"), "job")
-    script = c.string(c.mapping(values.get("launcher"), "launcher").get("script"), "launcher.script")
-    code = _code(c, job_v.get("code"), script)
+    code = _scoring_code(c, values, "endpoint")
     endpoint, vm = _endpoint(c, endpoint_v, code)
     if endpoint is None:
         return None
     return Spec(job=None, launcher=None, vm=None, cluster=None, environment=None, data=None, endpoint=endpoint,
                 endpoint_vm=vm, warnings=tuple(c.warnings))
+
+
+def _scoring_code(c: _Collector, values: dict, section: str) -> Path | None:
+    """An endpoint definition's code folder (the trainer's, where the scoring scripts live); it
+    renders no job, so pipeline and sweep must be off."""
+    if c.boolean(c.mapping(values.get("pipeline"), "pipeline").get("enabled"), "pipeline.enabled", False) or \
+            c.boolean(c.mapping(values.get("sweep"), "sweep").get("enabled"), "sweep.enabled", False):
+        c.error(f"{section}.enabled", "an endpoint definition renders no job", "disable pipeline and sweep here")
+    job_v = c.mapping(values.get("job"), "job")
+    script = c.string(c.mapping(values.get("launcher"), "launcher").get("script"), "launcher.script")
+    return _code(c, job_v.get("code"), script)
+
+
+def _batch_spec(c: _Collector, values: dict, batch_v: dict) -> Spec | None:
+    """A batch endpoint definition: the endpoint, its model deployment, the scoring environment and
+    the cluster the deployment runs on (compute.yml, from the cluster: values)."""
+    code = _scoring_code(c, values, "batch")
+    cluster_v = c.mapping(values.get("cluster"), "cluster")
+    cluster, vm = _cluster_and_size(c, cluster_v)
+    batch = _batch(c, batch_v, code, cluster_v)
+    if batch is None or c.problems:
+        return None
+    return Spec(job=None, launcher=None, vm=vm, cluster=cluster, environment=None, data=None, batch=batch,
+                warnings=tuple(c.warnings))
 
 
 def _job_spec(c: _Collector, values: dict) -> Spec | None:
@@ -1257,14 +1314,76 @@ def _sweep(c: _Collector, v: dict, inputs: dict[str, Any]) -> Sweep | None:
     return Sweep(algorithm, space, metric, goal, total, concurrent, timeout, trial_timeout, early)
 
 
+def _scoring_parts(c: _Collector, v: dict, section: str, code: Path | None, script: str) -> dict | None:
+    """What an online and a batch deployment share: the deployment's name, the registered model,
+    the scoring script in the code folder, the ONNX variant and the scoring environment."""
+    deployment = c.string(v.get("deployment"), f"{section}.deployment", pattern=ENDPOINT_NAME_RE,
+                          rule="3-32 letters, digits and '-', starting with a letter")
+    model = c.string(v.get("model"), f"{section}.model", pattern=MODEL_REF_RE,
+                     rule="azureml:<name>:<version> or azureml:<name>@latest (a registered model)")
+    scoring = c.string(v.get("scoring_script", script), f"{section}.scoring_script")
+    if scoring and code is not None and not (code / scoring).is_file():
+        c.error(f"{section}.scoring_script", f"'{scoring}' is not in the code folder {paths.display(code)}",
+                f"the scoring scripts live in src/trainer ({script})")
+    variant = c.choice(v.get("onnx_variant", "auto"), f"{section}.onnx_variant", ("auto", "fp32", "int8"))
+    image = c.string(v.get("image"), f"{section}.image")
+    python = c.string(v.get("python", "3.11"), f"{section}.python", pattern=re.compile(r"3\.\d+(\.\d+)?"),
+                      rule="e.g. 3.11")
+    pip = v.get("pip") or []
+    if not isinstance(pip, list):
+        c.error(f"{section}.pip", "must be a list of requirements", "e.g. pip: [onnxruntime-openvino, pillow]")
+        pip = []
+    _one_onnxruntime(c, pip, f"{section}.pip")
+    parts = dict(deployment=deployment, model=model, scoring_script=scoring, onnx_variant=variant, image=image,
+                 python=python, pip=tuple(str(p) for p in pip), code=code)
+    return None if None in parts.values() else parts
+
+
+BATCH_SETTINGS = ("enabled", "name", "description", "deployment", "model", "instance_count",
+                  "max_concurrency_per_instance", "mini_batch_size", "output_file_name", "error_threshold",
+                  "retry_settings", "logging_level", "scoring_script", "onnx_variant", "image", "python", "pip")
+LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _batch(c: _Collector, v: dict, code: Path | None, cluster_v: dict) -> BatchEndpoint | None:
+    for key in v:
+        if key not in BATCH_SETTINGS:
+            c.error(f"batch.{key}", f"unknown setting '{key}'", f"batch takes {', '.join(BATCH_SETTINGS[1:])}")
+    name = c.string(v.get("name"), "batch.name", pattern=ENDPOINT_NAME_RE,
+                    rule="3-32 letters, digits and '-', starting with a letter")
+    parts = _scoring_parts(c, v, "batch", code, "batch_score.py")
+    compute = c.string(cluster_v.get("name"), "cluster.name", pattern=COMPUTE_NAME_RE,
+                       rule="2-32 letters, digits and '-', starting with a letter")
+    count = c.integer(v.get("instance_count", 1), "batch.instance_count", minimum=1)
+    most = cluster_v.get("max_instances")
+    if count and isinstance(most, int) and not isinstance(most, bool) and count > most:
+        c.error("batch.instance_count", f"{count} nodes on a cluster of at most {most} (cluster.max_instances): the "
+                "scoring job would wait for nodes that never come", f"lower it or raise cluster.max_instances to {count}")
+    concurrency = c.integer(v.get("max_concurrency_per_instance", 1), "batch.max_concurrency_per_instance", minimum=1)
+    mini = c.integer(v.get("mini_batch_size", 10), "batch.mini_batch_size", minimum=1)
+    output = c.string(v.get("output_file_name", "predictions.csv"), "batch.output_file_name",
+                      pattern=re.compile(r"[A-Za-z0-9_.-]+"), rule="a file name, e.g. predictions.csv")
+    threshold = c.integer(v.get("error_threshold", -1), "batch.error_threshold", minimum=-1)
+    retry = c.mapping(v.get("retry_settings"), "batch.retry_settings")
+    for key in retry:
+        if key not in ("max_retries", "timeout"):
+            c.error(f"batch.retry_settings.{key}", f"unknown setting '{key}'", "retry_settings takes max_retries, "
+                    "timeout")
+    retries = c.integer(retry.get("max_retries", 3), "batch.retry_settings.max_retries", minimum=0)
+    timeout = c.integer(retry.get("timeout", 30), "batch.retry_settings.timeout", minimum=1)
+    level = c.choice(str(v.get("logging_level", "info")).lower(), "batch.logging_level", LOGGING_LEVELS)
+    if None in (name, parts, compute, count, concurrency, mini, output, threshold, retries, timeout, level):
+        return None
+    return BatchEndpoint(name=name, description=v.get("description"), compute=compute, instance_count=count,
+                         max_concurrency_per_instance=concurrency, mini_batch_size=mini, output_file_name=output,
+                         error_threshold=threshold, max_retries=retries, timeout=timeout, logging_level=level, **parts)
+
+
 def _endpoint(c: _Collector, v: dict, code: Path | None):
     name = c.string(v.get("name"), "endpoint.name", pattern=ENDPOINT_NAME_RE,
                     rule="3-32 letters, digits and '-', starting with a letter")
     auth = c.choice(v.get("auth_mode", "key"), "endpoint.auth_mode", ("key", "aml_token"))
-    deployment = c.string(v.get("deployment"), "endpoint.deployment", pattern=ENDPOINT_NAME_RE,
-                          rule="3-32 letters, digits and '-', starting with a letter")
-    model = c.string(v.get("model"), "endpoint.model", pattern=MODEL_REF_RE,
-                     rule="azureml:<name>:<version> or azureml:<name>@latest (a registered model)")
+    parts = _scoring_parts(c, v, "endpoint", code, "score.py")
     size_name = c.string(v.get("instance_type"), "endpoint.instance_type")
     vm = vmsizes.lookup(size_name)
     if size_name and vm is None:
@@ -1275,19 +1394,6 @@ def _endpoint(c: _Collector, v: dict, code: Path | None):
         message, hint = vmsizes.retired_message(vm)
         c.error("endpoint.instance_type", message, hint, rules.VM_RETIRED)
     count = c.integer(v.get("instance_count", 1), "endpoint.instance_count", minimum=1)
-    scoring = c.string(v.get("scoring_script", "score.py"), "endpoint.scoring_script")
-    if scoring and code is not None and not (code / scoring).is_file():
-        c.error("endpoint.scoring_script", f"'{scoring}' is not in the code folder {paths.display(code)}",
-                "the scoring script lives in src/trainer (score.py)")
-    variant = c.choice(v.get("onnx_variant", "auto"), "endpoint.onnx_variant", ("auto", "fp32", "int8"))
-    image = c.string(v.get("image"), "endpoint.image")
-    python = c.string(v.get("python", "3.11"), "endpoint.python", pattern=re.compile(r"3\.\d+(\.\d+)?"),
-                      rule="e.g. 3.11")
-    pip = v.get("pip") or []
-    if not isinstance(pip, list):
-        c.error("endpoint.pip", "must be a list of requirements", "e.g. pip: [onnxruntime-openvino, pillow]")
-        pip = []
-    _one_onnxruntime(c, pip, "endpoint.pip")
     settings = {}
     for section, keys in (("request_settings", REQUEST_SETTINGS), ("liveness_probe", PROBE_SETTINGS),
                           ("readiness_probe", PROBE_SETTINGS)):
@@ -1301,8 +1407,9 @@ def _endpoint(c: _Collector, v: dict, code: Path | None):
             if number is not None:
                 values_[key] = number
         settings[section] = values_
-    if None in (name, auth, deployment, model, size_name, count, scoring, variant, image, python, code):
+    if None in (name, auth, parts, size_name, count):
         return None, vm
-    return Endpoint(name, v.get("description"), auth, deployment, model, size_name, count, scoring, variant, image,
-                    python, tuple(str(p) for p in pip), settings["request_settings"], settings["liveness_probe"],
-                    settings["readiness_probe"], code), vm
+    return Endpoint(name=name, description=v.get("description"), auth_mode=auth, instance_type=size_name,
+                    instance_count=count, request_settings=settings["request_settings"],
+                    liveness_probe=settings["liveness_probe"], readiness_probe=settings["readiness_probe"],
+                    **parts), vm

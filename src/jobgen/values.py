@@ -20,7 +20,7 @@ from . import paths
 from .errors import JobgenError
 from .yamlio import load_file
 
-SECTIONS = ("job", "launcher", "cluster", "env", "data", "services", "pipeline", "sweep", "schedule", "endpoint",
+SECTIONS = ("job", "launcher", "cluster", "env", "data", "services", "pipeline", "sweep", "schedule", "endpoint", "batch",
             "components")
 
 # Keys of an Azure ML command job (CLI v2 YAML reference); a --set path that starts with

@@ -171,6 +171,8 @@ _CHECKS = {
     "model": Checker.preview_keys,
     "online_endpoint": Checker.preview_keys,
     "online_deployment": Checker.online_deployment,
+    "batch_deployment": Checker.batch_deployment,
+    "model_batch_deployment": Checker.batch_deployment,
     "schedule": Checker.schedule,
 }
 

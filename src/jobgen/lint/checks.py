@@ -993,6 +993,38 @@ class Checker:
         elif size is not None and size.retired:
             message, hint = vmsizes.retired_message(size)
             self.report(R.VM_RETIRED, ("instance_type",), message, hint)
+        self.deployment_files()
+
+    def batch_deployment(self) -> None:
+        """A batch deployment: its files, and the settings Azure's batch executor cannot run with
+        (azure-ai-ml checks output_action and its file name, not these numbers)."""
+        self.deployment_files()
+        d = self.doc.data
+        settings = d.get("settings") if isinstance(d.get("settings"), dict) else {}
+        retry = settings.get("retry_settings") if isinstance(settings.get("retry_settings"), dict) else {}
+        for path, value, lowest, meaning in (
+                (("settings", "mini_batch_size"), settings.get("mini_batch_size"), 1, "files per run() call"),
+                (("settings", "max_concurrency_per_instance"), settings.get("max_concurrency_per_instance"), 1,
+                 "scoring processes per node"),
+                (("settings", "error_threshold"), settings.get("error_threshold"), -1,
+                 "failed files tolerated, -1 for any number"),
+                (("settings", "retry_settings", "max_retries"), retry.get("max_retries"), 0, "retries of a mini-batch"),
+                (("settings", "retry_settings", "timeout"), retry.get("timeout"), 1, "seconds per run() call"),
+                (("resources", "instance_count"), (d.get("resources") or {}).get("instance_count")
+                 if isinstance(d.get("resources"), dict) else None, 1, "nodes")):
+            if value is None or has_placeholder(value):
+                continue
+            number = value
+            if isinstance(value, str) and path[-1] == "mini_batch_size" and value.strip().isdigit():
+                number = int(value)
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < lowest \
+                    or not float(number).is_integer():
+                self.report(R.BATCH_SETTINGS, path, f"{path[-1]} {value!r} cannot run: it counts {meaning}",
+                            f"use a whole number of at least {lowest}")
+
+    def deployment_files(self) -> None:
+        """An online or batch deployment's scoring script, local model path and references."""
+        d = self.doc.data
         config = d.get("code_configuration") if isinstance(d.get("code_configuration"), dict) else {}
         code_dir = self.code(("code_configuration", "code"), config.get("code"))
         script = config.get("scoring_script")

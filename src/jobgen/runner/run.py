@@ -31,6 +31,7 @@ from .schedule import RunContext, Scheduler
 from .tasks import TaskResult
 
 RUNNABLE = ("command_job", "pipeline_job", "sweep_job")
+BATCH_DEPLOYMENTS = ("batch_deployment", "model_batch_deployment")  # runner/batch.py scores them
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Options:
     lint: bool = True
     dry_run: bool = False
     env: str = "layer"  # layer: the runner's packages, a layer for the job's installs; venv: + its pip list
+    input: str | None = None  # a batch deployment: the folder, file or data asset it scores
     faults: Any = None  # faults.Faults: --preempt, --kill, --max-requeues, --hang-timeout
 
 
@@ -114,11 +116,14 @@ class Runner:
         kind = detect_kind(data, text)
         if kind not in RUNNABLE:
             raise JobgenError(f"cannot run a {kind or 'file that is not an Azure ML job'}",
-                              where=paths.display(self.path), hint="run a command, pipeline or sweep job YAML")
+                              where=paths.display(self.path),
+                              hint="run a command, pipeline or sweep job YAML, or a batch deployment with --input")
+        if self.options.input is not None:
+            raise JobgenError("--input is the data a batch deployment scores; a job names its own inputs",
+                              where="--input", hint="leave it out, or override one with --set inputs.NAME.path=PATH")
         if self.options.lint and not self.options.dry_run:
             self.lint(text)
-        catalog = load_catalog(self.options.catalog or find_catalog(self.base), self.options.data,
-                               self.options.components)
+        catalog = self.catalog()
         name = str(data.get("name") or data.get("display_name") or self.path.stem)
         run_dir = self.run_dir(name)
         experiment = str(data.get("experiment_name") or self.base.name)
@@ -128,6 +133,24 @@ class Runner:
         if self.options.faults is not None:
             plan.problems.extend(self.options.faults.resolve(plan.tasks, plan.kind))
         return plan, planner
+
+    def catalog(self):
+        return load_catalog(self.options.catalog or find_catalog(self.base), self.options.data,
+                            self.options.components)
+
+    def run_batch(self) -> int:
+        """A batch endpoint's model deployment, scored here (runner/batch.py)."""
+        from . import batch
+
+        data, text = self.load()
+        if self.options.lint and not self.options.dry_run:
+            self.lint(text)
+        name = str(data.get("name") or self.path.stem)
+        run_dir = self.run_dir(name)
+        try:
+            return batch.run(self.path, data, self.catalog(), self.options, run_dir)
+        except JobgenError as exc:
+            return self.refuse(exc)
 
     def run_dir(self, name: str) -> Path:
         from .tasks import slug
@@ -158,7 +181,11 @@ class Runner:
                     plan.problems.append(exc.line())
 
     def run(self) -> int:
+        from ..lint.checks import detect_kind
+
         try:
+            if detect_kind(*self.load()) in BATCH_DEPLOYMENTS:
+                return self.run_batch()
             plan, planner = self.plan()
         except JobgenError as exc:
             return self.refuse(exc)
