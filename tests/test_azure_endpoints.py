@@ -207,3 +207,96 @@ def test_green_deployment_at_10_percent_shifts_the_rest(submit, fake):
     rc, out, err = submit(DEPLOYMENT_YML, "--traffic", "10", "--set", "name=green")
     assert rc == 0, err
     assert fake.endpoints[ENDPOINT]["resource"]["properties"]["traffic"] == {"green": 10, "blue": 90}
+
+
+# ------------------------------------------------------------------ batch endpoints
+
+BATCH = ROOT / "jobs/penguins-batch"
+
+
+def test_batch_endpoint_deployment_and_default(submit, fake):
+    fake.add_model("penguins-mlp", "1")
+    fake.check_compute = True
+    rc, out, err = submit(BATCH / "endpoint.yml")
+    assert rc == 0, err
+    assert out == "created or updated batch endpoint penguins-batch\n"
+    assert fake.batch_endpoints["penguins-batch"]["body"]["properties"]["authMode"].lower() == "aadtoken"
+
+    rc, out, err = submit(BATCH / "deployment.yml", "--ensure-compute", "--set-default")
+    assert rc == 0, err
+    assert out == "created or updated model batch deployment onnx of endpoint penguins-batch\n"
+    assert "compute cpu-cluster: creating Standard_DS3_v2" in err  # from compute.yml beside it
+    assert "default deployment of batch endpoint penguins-batch: onnx" in err
+    props = fake.batch_deployments["penguins-batch/onnx"]["body"]["properties"]
+    assert props["compute"].endswith("/computes/cpu-cluster")
+    assert props["model"]["assetId"].endswith("/models/penguins-mlp/versions/1")  # @latest resolved
+    assert props["codeConfiguration"]["scoringScript"] == "batch_score.py"
+    assert fake.snapshot_files() == trainer_files()
+    assert (props["miniBatchSize"], props["maxConcurrencyPerInstance"], props["errorThreshold"]) == (4, 2, -1)
+    assert props["outputAction"].lower() == "appendrow" and props["outputFileName"] == "predictions.csv"
+    assert props["retrySettings"] == {"maxRetries": 3, "timeout": "PT1M"}
+    assert props["environmentVariables"] == {"JOBGEN_ONNX_VARIANT": "auto", "WORKER_COUNT": "2"}
+    assert fake.batch_endpoints["penguins-batch"]["resource"]["properties"]["defaults"] == {"deploymentName": "onnx"}
+
+
+def _batch_ready(submit, fake, default: bool = True):
+    fake.add_model("penguins-mlp", "1")
+    fake.add_compute("cpu-cluster", "Standard_DS3_v2")
+    assert submit(BATCH / "endpoint.yml")[0] == 0
+    assert submit(BATCH / "deployment.yml", *(["--set-default"] if default else []))[0] == 0
+
+
+def test_invoke_uploads_a_local_folder_and_follows_the_job(submit, fake, tmp_path):
+    _batch_ready(submit, fake)
+    data = tmp_path / "new-penguins"
+    data.mkdir()
+    (data / "week1.csv").write_text("island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g\n"
+                                    "Biscoe,48.7,14.1,210,4450\n")
+    rc, out, err = submit(BATCH / "endpoint.yml", "--invoke", data, "--stream")
+    assert rc == 0, err
+    name = out.splitlines()[0]
+    job = fake.batch_jobs[name]
+    assert job["deployment"] == "onnx"  # the endpoint's default: no deployment header was sent
+    uri = job["body"]["properties"]["inputData"]["UriFolder"]["uri"]
+    assert uri.startswith("azureml://datastores/workspaceblobstore/paths/LocalUpload/") and uri.endswith("/new-penguins/")
+    assert any(b.endswith("new-penguins/week1.csv") for b in fake.list_blobs(fake.blobstore_container))
+    assert f"job {name} ended: Completed" in err and f"download {name} --output score" in err
+
+
+def test_invoke_a_data_asset_with_a_named_deployment(submit, fake):
+    _batch_ready(submit, fake, default=False)
+    fake.add_data_asset("penguins-unlabeled", "3", path="azureml://datastores/workspaceblobstore/paths/p/")
+    rc, out, err = submit(BATCH / "endpoint.yml", "--invoke", "azureml:penguins-unlabeled@latest",
+                          "--deployment", "onnx")
+    assert rc == 0, err
+    job = fake.batch_jobs[out.splitlines()[0]]
+    assert job["deployment"] == "onnx"
+    assert job["body"]["properties"]["inputData"]["UriFolder"]["uri"].endswith("/data/penguins-unlabeled/versions/3")
+    # azure-ai-ml keeps an invocation's headers in a dict of its own; none of them (the token) stays there
+    from azure.ai.ml.constants._endpoint import EndpointInvokeFields
+
+    assert EndpointInvokeFields.DEFAULT_HEADER == {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--invoke", "{tmp}/nothing"], "'{tmp}/nothing' does not exist"),
+    (["--deployment", "onnx"], "--deployment names the deployment an invocation uses"),
+    (["--invoke", "{tmp}"], "batch endpoint penguins-batch has no default deployment (hint: name one with "
+                            "--deployment NAME, or submit the deployment with --set-default (its deployments: onnx))"),
+    (["--invoke", "{tmp}", "--deployment", "blue"], "has no deployment blue (hint: its deployments: onnx)"),
+])
+def test_invoke_refusals_are_one_line(submit, fake, tmp_path, args, expected):
+    _batch_ready(submit, fake, default=False)
+    (tmp_path / "a.csv").write_text("x\n")
+    rc, out, err = submit(BATCH / "endpoint.yml", *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert expected.replace("{tmp}", str(tmp_path)) in _one_error_line(rc, err)
+    assert not fake.batch_jobs
+
+
+def test_batch_flags_on_the_wrong_file_are_one_line(submit, fake, tmp_path):
+    rc, out, err = submit(BATCH / "deployment.yml", "--invoke", tmp_path)
+    assert "--invoke scores data with a batch endpoint; this is a model batch deployment" in _one_error_line(rc, err)
+    rc, out, err = submit(ENDPOINT_YML, "--set-default")
+    assert "--set-default makes a batch deployment its endpoint's default" in _one_error_line(rc, err)
+    rc, out, err = submit(BATCH / "deployment.yml")  # before its endpoint
+    assert "penguins-batch" in _one_error_line(rc, err) and not fake.batch_deployments

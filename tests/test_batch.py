@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def test_the_penguins_example_scores_every_csv_row_and_skips_what_it_cannot(cli,
     logs = "".join(p.read_text() for p in (run_dir / "logs/user").rglob("*.txt"))
     assert "b.csv row 1 skipped: bill_length_mm must be a number, got 'NA'" in logs
     assert "skipped notes.txt: its header has no island" in logs
+    # the deployment's WORKER_COUNT (2 processes per node) shared the cores out
+    assert f"{max(1, len(os.sched_getaffinity(0)) // 2)} threads)" in logs
     result = json.loads((run_dir / "logs/job_result.txt").read_text())
     assert result["status"] == "Completed" and result["mini_batches"] == 1 and result["failed_files"] == 0
 
@@ -76,9 +79,10 @@ environment:
 compute: azureml:cpu-cluster
 resources:
   instance_count: 2
-environment_variables:
-  WORKER_COUNT: "1"
 settings:
+  environment_variables:
+    WORKER_COUNT: "1"
+    JOBGEN_ONNX_VARIANT: fp32
   max_concurrency_per_instance: 1
   mini_batch_size: 2
   output_file_name: scores.txt

@@ -307,6 +307,9 @@ CASES = {
     "JG111": Case("deployment.yml", BATCH_DEPLOYMENT + "  mini_batch_size: 10\n  error_threshold: -1\n",
                   BATCH_DEPLOYMENT + "  mini_batch_size: 0\n  error_threshold: -1\n", 10,
                   "mini_batch_size 0 cannot run: it counts files per run() call"),
+    "JG112": Case("deployment.yml", BATCH_DEPLOYMENT + "  environment_variables: {WORKER_COUNT: '2'}\n",
+                  BATCH_DEPLOYMENT + "  mini_batch_size: 10\nenvironment_variables: {WORKER_COUNT: '2'}\n", 11,
+                  "drops a model batch deployment's top-level environment_variables"),
 }
 # JG106 needs two files that disagree: the valid case has the other file agree with it.
 VALID_FILES = {"JG106": {"other.yml": COMPUTE + "size: Standard_DS3_v2\n"}}

@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="print the REST body the SDK would send; no network")
     submit.add_argument("--traffic", type=int, metavar="PCT", help="online deployments: route PCT%% of the "
                         "endpoint's traffic to it")
+    submit.add_argument("--invoke", metavar="DATA", help="a batch endpoint (endpoint.yml): score DATA with it instead "
+                        "of creating it - a local folder or file (uploaded first), a data asset azureml:NAME@latest, "
+                        "or a datastore URI; prints the scoring job's name (--stream follows it)")
+    submit.add_argument("--deployment", metavar="NAME", help="with --invoke: this deployment instead of the "
+                        "endpoint's default")
+    submit.add_argument("--set-default", action="store_true", help="a batch deployment: make it its endpoint's "
+                        "default deployment (what --invoke uses without --deployment)")
     submit.add_argument("--disable", action="store_true", help="a schedule: disable it (it stays, and submitting "
                         "it again enables it)")
     submit.add_argument("--no-lint", action="store_true", help="submit without linting first")
@@ -649,7 +656,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                                   dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic,
                                   retry=args.retry, fallback_compute=args.fallback_compute,
                                   fallback_tier=args.fallback_tier, disable=args.disable,
-                                  preflight=not args.no_preflight)
+                                  preflight=not args.no_preflight, invoke=args.invoke, deployment=args.deployment,
+                                  set_default=args.set_default)
     if args.retry < 0:
         raise JobgenError("--retry must be 0 or more", where="--retry", hint="e.g. --stream --retry 2")
     if (args.retry or args.fallback_compute or args.fallback_tier) and not args.stream:

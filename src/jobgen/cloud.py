@@ -322,7 +322,9 @@ def _not_found_kind(exc: BaseException, text: str, context: dict) -> str:
 # What submit sends, and how (the loader of each kind is azml.kinds').
 SUBMITTABLE = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_job", "environment", "compute",
                "data", "command_component", "pipeline_component", "spark_component", "parallel_component", "model",
-               "online_endpoint", "online_deployment", "schedule")
+               "online_endpoint", "online_deployment", "schedule", "batch_endpoint", "model_batch_deployment",
+               "batch_deployment")
+BATCH_DEPLOYMENTS = ("model_batch_deployment", "batch_deployment")
 JOB_KINDS = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_job")
 
 
@@ -339,6 +341,9 @@ class SubmitOptions:
     fallback_compute: str | None = None  # after a preemption, resubmit on this (dedicated) compute
     fallback_tier: str | None = None  # after a preemption of a serverless job, resubmit in this tier (standard)
     disable: bool = False  # a schedule: disable it instead of creating or updating it
+    invoke: str | None = None  # a batch endpoint: score this folder, file or data asset instead of creating it
+    deployment: str | None = None  # with invoke: this deployment instead of the endpoint's default
+    set_default: bool = False  # a batch deployment: make it its endpoint's default after creating it
     preflight: bool = True  # quota, cluster size, GPUs and InfiniBand asked of the workspace first (preflight.py)
 
 
@@ -489,6 +494,7 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
     if options.disable and kind != "schedule":
         raise JobgenError(f"--disable stops a schedule; this is a {kind.replace('_', ' ')}", where=paths.display(path),
                           hint="give the schedule.yml (a job is stopped with az ml job cancel -n NAME)")
+    _check_batch_flags(kind, path, options)
     if options.sets:
         import copy
 
@@ -498,6 +504,10 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
     if options.lint:
         lint_first(path, data, options.sets)
     entity = load_entity(path, kind, options.sets)
+    if options.dry_run and options.invoke:
+        out.write(json.dumps({"invoke": entity.name, "deployment": options.deployment or "(the endpoint's default)",
+                              "input": options.invoke}, indent=2) + "\n")
+        return 0
     if options.dry_run:
         if kind not in JOB_KINDS:
             body = entity._to_dict() if hasattr(entity, "_to_dict") else {}
@@ -516,6 +526,8 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
     sys.stderr = _NoColourNoise(real_stderr)
     sys.stdout = _NoPollingDots(real_stdout)
     try:
+        if options.invoke:
+            return _invoke_batch(client, entity, path, options, say, out)
         if kind in JOB_KINDS:
             return _submit_job(client, entity, kind, data, path, options, say, out, context)
         return _submit_asset(client, entity, kind, path, options, say, out)
@@ -577,19 +589,8 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
         if not options.stream:
             say(f"follow it: python generator.py submit ... --stream, or az ml job stream -n {name}")
             return 0
-        interrupted, error = False, None
-        try:
-            client.jobs.stream(name)
-        except KeyboardInterrupt:
-            interrupted = True
-        except Exception as exc:  # noqa: BLE001 - stream raises when the job fails; the status says why
-            if type(exc).__name__ != "JobException":
-                raise
-            interrupted = "interrupted" in _message(exc)  # azure-ai-ml turns Ctrl-C into a JobException
-            error = exc
+        interrupted, error = _stream(client, name)
         if interrupted:
-            sys.stderr.write(f"stopped following job {name}; it keeps running in Azure. Cancel it with: "
-                             f"az ml job cancel -n {name} (or in studio)\n")
             return 130
         status = status_of(client.jobs.get(name))
         attempt = recovery.Attempt(len(attempts) + 1, name, status, compute=str(getattr(entity, "compute", "")) or None)
@@ -624,6 +625,117 @@ def _submit_job(client, entity, kind, data, path, options, say, out, context) ->
         out.write(json.dumps(result, indent=2) + "\n")
     else:
         say(f"job {name} ended: {status}" + (f" after {len(attempts)} attempts" if len(attempts) > 1 else ""))
+    return 0 if status == "Completed" else 1
+
+
+def _stream(client, name: str) -> tuple[bool, BaseException | None]:
+    """Follow a job's log to its end: (interrupted by Ctrl-C, the error stream raised when it failed)."""
+    try:
+        client.jobs.stream(name)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - stream raises when the job fails; the status says why
+        if type(exc).__name__ != "JobException":
+            raise
+        if "interrupted" not in _message(exc):  # azure-ai-ml turns Ctrl-C into a JobException
+            return False, exc
+    else:
+        return False, None
+    sys.stderr.write(f"stopped following job {name}; it keeps running in Azure. Cancel it with: "
+                     f"az ml job cancel -n {name} (or in studio)\n")
+    return True, None
+
+
+def _check_batch_flags(kind: str, path: Path, options: SubmitOptions) -> None:
+    where = paths.display(path)
+    if options.invoke is not None and kind != "batch_endpoint":
+        raise JobgenError(f"--invoke scores data with a batch endpoint; this is a {kind.replace('_', ' ')}",
+                          where=where, hint="give the batch endpoint's endpoint.yml")
+    if options.deployment and options.invoke is None:
+        raise JobgenError("--deployment names the deployment an invocation uses", where="--deployment",
+                          hint="add --invoke DATA, or leave --deployment out")
+    if options.set_default and kind not in BATCH_DEPLOYMENTS:
+        raise JobgenError(f"--set-default makes a batch deployment its endpoint's default; this is a "
+                          f"{kind.replace('_', ' ')}", where=where, hint="give a batch deployment's deployment.yml")
+
+
+def batch_input(client, given: str):
+    """--invoke's data as an Input: a local folder or file (azure-ai-ml uploads it), a data asset
+    (azureml:name@latest, azureml:name:1; its type asked of the workspace) or a datastore/web URI
+    (a folder when it ends with '/')."""
+    from azure.ai.ml import Input
+
+    if given.startswith("azureml:") and not given.startswith("azureml://"):
+        ref = given.removeprefix("azureml:")
+        name, _, label = ref.partition("@")
+        name, _, version = name.partition(":")
+        asset = client.data.get(name, version=version or None, label=None if version else (label or "latest"))
+        kind = str(getattr(asset, "type", "uri_folder") or "uri_folder")
+        if kind not in ("uri_folder", "uri_file"):
+            raise JobgenError(f"data asset {name} is a {kind}; a batch endpoint scores a uri_folder or uri_file",
+                              where="--invoke", hint="register the files as a uri_folder data asset")
+        return Input(type=kind, path=given)
+    if "://" in given:
+        return Input(type="uri_folder" if given.endswith("/") else "uri_file", path=given)
+    local = Path(given).expanduser().resolve()
+    if not local.exists():
+        raise JobgenError(f"'{given}' does not exist", where="--invoke",
+                          hint="give a local folder or file, a data asset (azureml:<name>@latest) or a datastore URI")
+    if local.is_dir() and not any(p.is_file() for p in local.rglob("*")):
+        raise JobgenError(f"folder '{given}' holds no files to score", where="--invoke", hint="give a folder with files")
+    return Input(type="uri_folder" if local.is_dir() else "uri_file", path=str(local))
+
+
+def _forget_invoke_headers() -> None:
+    """azure-ai-ml 1.x builds the invoke request's headers in a dict shared by the process
+    (EndpointInvokeFields.DEFAULT_HEADER): the bearer token and the deployment stay in it, and the
+    next invocation without --deployment would go to the last one's deployment. Only the
+    Content-Type it started with is kept."""
+    from azure.ai.ml.constants._endpoint import EndpointInvokeFields as fields
+
+    for key in (fields.AUTHORIZATION, fields.MODEL_DEPLOYMENT, fields.REPEATABILITY_REQUEST_ID):
+        fields.DEFAULT_HEADER.pop(key, None)
+
+
+def _invoke_batch(client, entity, path: Path, options: SubmitOptions, say, out) -> int:
+    """Score --invoke's data with the batch endpoint (its default deployment, or --deployment):
+    the invocation starts a job; --stream follows it to its end."""
+    data = batch_input(client, options.invoke)
+    endpoint = client.batch_endpoints.get(entity.name)  # before anything is uploaded
+    deployments = [d.name for d in client.batch_deployments.list(endpoint_name=entity.name)]
+    default = getattr(getattr(endpoint, "defaults", None), "deployment_name", None)
+    if options.deployment and options.deployment not in deployments:
+        raise JobgenError(f"batch endpoint {entity.name} has no deployment {options.deployment}", where="--deployment",
+                          hint=f"its deployments: {', '.join(deployments) or 'none yet'}")
+    if not options.deployment and not default:
+        raise JobgenError(f"batch endpoint {entity.name} has no default deployment", where=paths.display(path),
+                          hint="name one with --deployment NAME, or submit the deployment with --set-default"
+                           + (f" (its deployments: {', '.join(deployments)})" if deployments else ""))
+    what = f"batch endpoint {entity.name}" + (f" (deployment {options.deployment})" if options.deployment else "")
+    say(f"{what}: scoring {options.invoke}" + (" (uploading it first)" if Path(data.path).is_absolute() else ""))
+    try:
+        job = client.batch_endpoints.invoke(endpoint_name=entity.name, deployment_name=options.deployment, input=data)
+    finally:
+        _forget_invoke_headers()
+    name = job.name
+    url = getattr(client.jobs.get(name), "studio_url", None) or ""
+    if not options.json:
+        out.write(f"{name}\n" + (f"studio: {url}\n" if url else ""))
+    if not options.stream:
+        if options.json:
+            out.write(json.dumps({"name": name, "status": job.status, "studio_url": url}, indent=2) + "\n")
+        else:
+            say(f"follow it: az ml job stream -n {name}; its rows: python generator.py download {name} --output score")
+        return 0
+    interrupted, _ = _stream(client, name)
+    if interrupted:
+        return 130
+    status = status_of(client.jobs.get(name))
+    if options.json:
+        out.write(json.dumps({"name": name, "status": status, "studio_url": url}, indent=2) + "\n")
+    else:
+        say(f"job {name} ended: {status}" + (f"; its rows: python generator.py download {name} --output score"
+                                              if status == "Completed" else ""))
     return 0 if status == "Completed" else 1
 
 
@@ -721,6 +833,10 @@ def _submit_asset(client, entity, kind, path, options, say, out) -> int:
         result = client.models.create_or_update(entity)
     elif kind == "online_endpoint":
         result = _wait(client.online_endpoints.begin_create_or_update(entity), f"endpoint {entity.name}", say)
+    elif kind == "batch_endpoint":
+        result = _wait(client.batch_endpoints.begin_create_or_update(entity), f"batch endpoint {entity.name}", say)
+    elif kind in BATCH_DEPLOYMENTS:
+        result = _submit_batch_deployment(client, entity, path, options, say)
     elif kind == "online_deployment":
         traffic = None
         if options.traffic is not None:
@@ -739,13 +855,30 @@ def _submit_asset(client, entity, kind, path, options, say, out) -> int:
     name = getattr(result, "name", getattr(entity, "name", "?"))
     version = getattr(result, "version", None)
     label = f"{kind.replace('_', ' ')} {name}" + (f" version {version}" if version else "")
-    if kind == "online_deployment":
+    if kind == "online_deployment" or kind in BATCH_DEPLOYMENTS:
         label += f" of endpoint {entity.endpoint_name}"
     if options.json:
         out.write(json.dumps({"kind": kind, "name": name, "version": version}, indent=2) + "\n")
     else:
         out.write(f"created or updated {label}\n")
     return 0
+
+
+def _submit_batch_deployment(client, entity, path: Path, options: SubmitOptions, say):
+    """A batch deployment: its cluster first (--ensure-compute), then the deployment, then (--set-default)
+    the endpoint's defaults.deployment_name, which invocations without --deployment use."""
+    compute = str(getattr(entity, "compute", "") or "").removeprefix("azureml:").rstrip("/").split("/")[-1]
+    if options.ensure_compute and compute:
+        ensure_compute(client, compute, path, say)
+    client.batch_endpoints.get(entity.endpoint_name)  # before anything is uploaded: a missing endpoint fails early
+    what = f"deployment {entity.name} of batch endpoint {entity.endpoint_name}"
+    result = _wait(client.batch_deployments.begin_create_or_update(entity), what, say)
+    if options.set_default:
+        endpoint = client.batch_endpoints.get(entity.endpoint_name)
+        endpoint.defaults.deployment_name = entity.name
+        _wait(client.batch_endpoints.begin_create_or_update(endpoint), f"batch endpoint {entity.endpoint_name}", say)
+        say(f"default deployment of batch endpoint {entity.endpoint_name}: {entity.name}")
+    return result
 
 
 def split_traffic(current: dict[str, int], deployment: str, pct: int) -> dict[str, int]:

@@ -130,6 +130,8 @@ MLTABLE_FILE = _rule("JG109", ERROR, "an mltable folder without its MLTable file
 SCHEDULE = _rule("JG110", ERROR, "a schedule whose cron expression or recurrence cannot fire")
 BATCH_SETTINGS = _rule("JG111", ERROR, "batch deployment settings the batch executor cannot run (mini_batch_size 0, "
                        "error_threshold below -1, ...)")
+BATCH_DROPPED = _rule("JG112", ERROR, "environment_variables at the top of a model batch deployment (azure-ai-ml "
+                      "sends only settings.environment_variables)")
 
 DISABLE_COMMENT = re.compile(r"#\s*jobgen:\s*disable=([A-Za-z0-9_, ]+)")
 

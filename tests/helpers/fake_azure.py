@@ -69,6 +69,17 @@ that endpoint and must add up to 0 or 100 (400 BadRequest).
 and ``deployment_body(name)`` are the last PUT bodies. ``add_model(name, version)`` and
 ``add_online_endpoint`` / ``add_online_deployment`` seed them.
 
+Batch endpoints and deployments
+-------------------------------
+``PUT .../batchEndpoints/<name>`` and ``.../batchEndpoints/<ep>/deployments/<name>`` are LROs as for online
+ones (the endpoint adds ``scoringUri`` ``https://<name>.<region>.inference.ml.azure.com/jobs`` and keeps its
+``defaults.deploymentName`` when an update leaves them out); a deployment needs its endpoint, its
+workspace model and (``check_compute``) its compute. ``POST`` to the scoring URI is an invocation: the
+deployment is the ``azureml-model-deployment`` header's or the endpoint's default (400 without one);
+it starts a pipeline job (``batchjob-<uuid>``, readable and streamable as any job, with a ``score``
+output) and ``fake.batch_jobs[name]`` keeps the invoke body. ``fake.batch_endpoints`` /
+``fake.batch_deployments`` hold ``{"body", "puts", "resource"}``.
+
 Jobs
 ----
 A PUT job is stored (``fake.job_body(name)`` is the request body as sent) and answered with the
@@ -90,7 +101,7 @@ Not emulated
 ------------
 * Registries (``azureml://registries/...`` assets, e.g. curated environments resolved through the
   registry discovery service), pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
-  batch and serverless endpoints, invoking a scoring URI (no inference server runs), online
+  serverless endpoints, invoking an online scoring URI (no inference server runs), online
   deployment failures (a deployment always provisions), schedules firing (they are stored, as
   created, updated or disabled; their jobs never run), workspace create/delete,
   connections, MLflow. Unknown routes answer 404 ``{"error": {"code": "NoSuchRoute"}}`` and are
@@ -421,6 +432,9 @@ class FakeAzure:
         self.datastores: dict[str, dict] = {}
         self.endpoints: dict[str, dict] = {}  # name -> {"body", "puts", "resource"}
         self.deployments: dict[str, dict] = {}  # "<endpoint>/<deployment>" -> {"body", "puts", "resource"}
+        self.batch_endpoints: dict[str, dict] = {}  # name -> {"body", "puts", "resource"}
+        self.batch_deployments: dict[str, dict] = {}  # "<endpoint>/<deployment>" -> {"body", "puts", "resource"}
+        self.batch_jobs: dict[str, dict] = {}  # job name -> {"endpoint", "deployment", "body": the invoke body}
         self.operations: dict[str, dict] = {}  # async operation id -> {"polls", "status", "error"}
         self.pending_uploads: list[dict] = []  # {"name", "version", "container", "blob_uri", "sas_uri"}
         self.blobs: dict[tuple[str, str], _Blob] = {}  # (container, name) -> blob (built-in store)
@@ -782,6 +796,9 @@ class FakeAzure:
                          "please refresh your credentials.")
 
     def _route(self, method: str, path: str, query: dict, body: Any, headers: dict) -> tuple[int, Any, dict]:
+        host = (headers.get("x-original-host") or "").lower()
+        if host.endswith(".inference.ml.azure.com") and path.rstrip("/") == "/jobs" and method == "POST":
+            return self._invoke_batch(host.split(".", 1)[0], body or {}, headers)
         if path.rstrip("/") == "/discovery":
             return 200, self._discovery(), {}
         m = _LOCATION_RE.match(path)
@@ -919,7 +936,7 @@ class FakeAzure:
         handler = {"computes": self._computes, "jobs": self._jobs, "codes": self._assets, "data": self._assets,
                    "environments": self._assets, "components": self._assets, "models": self._assets,
                    "datastores": self._datastores, "onlineendpoints": self._online_endpoints,
-                   "schedules": self._schedules}.get(kind)
+                   "batchendpoints": self._batch_endpoints, "schedules": self._schedules}.get(kind)
         if handler is None:
             raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} workspaces/<ws>{rest}")
         return handler(method, seg, query, body)
@@ -1193,6 +1210,121 @@ class FakeAzure:
         if m.group("version") in self.models.get(m.group("name"), {}):
             return None
         return f"{m.group('name')}:{m.group('version')}"
+
+    # batch endpoints and deployments: ARM resources (LROs as for online ones); invoking one is a POST of
+    # the batch job to the endpoint's scoring URI, which starts a pipeline job
+    def _batch_not_found(self, what: str) -> _Reply:
+        return _arm_error(404, "ResourceNotFound",
+                          f"The Resource 'Microsoft.MachineLearningServices/workspaces/{self.workspace}/batchEndpoints/"
+                          f"{what}' under resource group '{self.resource_group}' was not found. For more details please "
+                          "go to https://aka.ms/ARMResourceNotFoundFix")
+
+    def _batch_endpoints(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:
+        if len(seg) == 1 and method == "GET":
+            return 200, {"value": [e["resource"] for e in self.batch_endpoints.values()]}, {}
+        name = seg[1]
+        if len(seg) >= 3 and seg[2] == "deployments":
+            return self._batch_deployments_route(method, name, seg[3:], body)
+        if len(seg) == 2 and method == "PUT":
+            return self._put_batch(self.batch_endpoints, name, body or {}, self._batch_endpoint_resource)
+        if name not in self.batch_endpoints:
+            raise self._batch_not_found(name)
+        if len(seg) == 2 and method == "GET":
+            return 200, self.batch_endpoints[name]["resource"], {}
+        if len(seg) == 2 and method == "DELETE":
+            def gone() -> None:
+                self.batch_endpoints.pop(name, None)
+                for key in [k for k in self.batch_deployments if k.startswith(name + "/")]:
+                    del self.batch_deployments[key]
+            return 202, None, self._start_operation("delete", on_success=gone, family="mfe")
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} batchEndpoints/{'/'.join(seg[1:])}")
+
+    def _batch_endpoint_resource(self, name: str, body: dict, old: dict | None, state: str) -> dict:
+        props = json.loads(json.dumps(body.get("properties") or {}))
+        props.setdefault("authMode", "AADToken")
+        if props.get("defaults") is None:  # an update that leaves the defaults out keeps them
+            props["defaults"] = ((old or {}).get("properties") or {}).get("defaults") or {"deploymentName": None}
+        props["scoringUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/jobs"
+        props["swaggerUri"] = None
+        props["provisioningState"] = state
+        return {"id": self._rid("batchEndpoints", name), "name": name, "location": body.get("location") or self.location,
+                "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints", "tags": body.get("tags") or {},
+                "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+                             "tenantId": TENANT_ID},
+                "systemData": (old or {}).get("systemData") or self._system_data(), "properties": props}
+
+    def _put_batch(self, store: dict, key: str, body: dict, make) -> tuple[int, Any, dict]:
+        old = store.get(key)
+        resource = make(*key.split("/"), body, old["resource"] if old else None, "Updating" if old else "Creating")
+        entry = old or {"puts": []}
+        entry.update(body=body, resource=resource)
+        entry["puts"].append(body)
+        store[key] = entry
+
+        def succeed() -> None:
+            if store.get(key) is entry:
+                entry["resource"]["properties"]["provisioningState"] = "Succeeded"
+
+        return (200 if old else 201), resource, self._start_operation("create", on_success=succeed, family="mfe")
+
+    def _batch_deployments_route(self, method: str, endpoint: str, seg: list[str], body: Any) -> tuple[int, Any, dict]:
+        if endpoint not in self.batch_endpoints:
+            raise self._batch_not_found(endpoint)
+        if not seg and method == "GET":
+            return 200, {"value": [d["resource"] for k, d in self.batch_deployments.items()
+                                   if k.split("/", 1)[0] == endpoint]}, {}
+        key = f"{endpoint}/{seg[0]}"
+        if len(seg) == 1 and method == "PUT":
+            props = (body or {}).get("properties") or {}
+            missing = self._model_arm_id_missing((props.get("model") or {}).get("assetId"))
+            if missing:
+                raise _arm_error(400, "UserError", f"Model '{missing}' was not found in workspace '{self.workspace}'.",
+                                 innerError={"code": "NotFoundError"})
+            compute = str(props.get("compute") or "").rstrip("/").split("/")[-1]
+            if self.check_compute and compute and compute not in self.computes:
+                raise _arm_error(400, "UserError", f"Compute '{compute}' was not found in workspace "
+                                                   f"'{self.workspace}'.", innerError={"code": "NotFoundError"})
+            return self._put_batch(self.batch_deployments, key, body or {}, self._batch_deployment_resource)
+        if key not in self.batch_deployments:
+            raise self._batch_not_found(f"{endpoint}/deployments/{seg[0]}")
+        if len(seg) == 1 and method == "GET":
+            return 200, self.batch_deployments[key]["resource"], {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} batchEndpoints/{endpoint}/"
+                                             f"deployments/{'/'.join(seg)}")
+
+    def _batch_deployment_resource(self, endpoint: str, name: str, body: dict, old: dict | None, state: str) -> dict:
+        props = json.loads(json.dumps(body.get("properties") or {}))
+        props.setdefault("properties", {})
+        props["provisioningState"] = state
+        return {"id": self._rid("batchEndpoints", endpoint, "deployments", name), "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/batchEndpoints/deployments",
+                "location": body.get("location") or self.location, "tags": body.get("tags") or {},
+                "systemData": self._system_data(), "properties": props}
+
+    def _invoke_batch(self, endpoint: str, body: dict, headers: dict) -> tuple[int, Any, dict]:
+        if endpoint not in self.batch_endpoints:
+            raise _arm_error(404, "EndpointNotFound", f"Batch endpoint '{endpoint}' was not found.")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        resource = self.batch_endpoints[endpoint]["resource"]
+        deployment = lowered.get("azureml-model-deployment") or \
+            ((resource["properties"].get("defaults") or {}).get("deploymentName"))
+        if not deployment:
+            raise _arm_error(400, "BadRequest", f"Batch endpoint '{endpoint}' has no default deployment: name one, "
+                                                "or set its defaults.deployment_name.")
+        if f"{endpoint}/{deployment}" not in self.batch_deployments:
+            raise _arm_error(400, "BadRequest", f"Deployment '{deployment}' of batch endpoint '{endpoint}' does not "
+                                                "exist.")
+        name = f"batchjob-{uuid.uuid4()}"
+        self.batch_jobs[name] = {"endpoint": endpoint, "deployment": deployment, "body": body}
+        self._create_job(name, {"properties": {"jobType": "Pipeline", "displayName": name,
+                                               "experimentName": endpoint, "jobs": {},
+                                               "outputs": {"score": {"jobOutputType": "uri_folder"}},
+                                               "computeId": (self.batch_deployments[f"{endpoint}/{deployment}"]
+                                                             ["body"].get("properties") or {}).get("compute")}})
+        props = dict(body.get("properties") or {})
+        props.update(status="NotStarted", provisioningState="Succeeded")
+        return 200, {"id": self._rid("jobs", name), "name": name, "type": "Microsoft.MachineLearningServices/"
+                     "workspaces/jobs", "properties": props}, {}
 
     # schedules: PUT (create, update, enable or disable: isEnabled in the body), GET, list
     def _schedules(self, method: str, seg: list[str], query: dict, body: Any) -> tuple[int, Any, dict]:

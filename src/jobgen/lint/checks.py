@@ -1000,6 +1000,10 @@ class Checker:
         (azure-ai-ml checks output_action and its file name, not these numbers)."""
         self.deployment_files()
         d = self.doc.data
+        if d.get("environment_variables") and self.doc.kind == "model_batch_deployment":
+            self.report(R.BATCH_DROPPED, ("environment_variables",), "azure-ai-ml drops a model batch deployment's "
+                        "top-level environment_variables: the scoring processes never see them",
+                        "move them under settings: (settings.environment_variables)")
         settings = d.get("settings") if isinstance(d.get("settings"), dict) else {}
         retry = settings.get("retry_settings") if isinstance(settings.get("retry_settings"), dict) else {}
         for path, value, lowest, meaning in (

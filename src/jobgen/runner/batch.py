@@ -6,7 +6,8 @@ as Azure's batch executor scores it (docs: "Author scoring scripts for batch dep
 - `resources.instance_count` x `settings.max_concurrency_per_instance` scoring processes each import
   the scoring script from the code snapshot, call init() once, then run(mini_batch) with a list of
   file paths, with AZUREML_MODEL_DIR (the model's folder), AZUREML_BI_OUTPUT_PATH (the output
-  folder) and the deployment's environment_variables set.
+  folder) and the deployment's settings.environment_variables set (a top-level
+  environment_variables never reaches Azure: azure-ai-ml drops it, lint's JG112).
 - A mini-batch whose run() raises, crashes its process or outlives `retry_settings.timeout` is
   retried `retry_settings.max_retries` times (the process is restarted, init() again); then its
   files count as failed. A run() that returns fewer rows than it was given files counts the
@@ -241,8 +242,8 @@ def plan(path: Path, data: dict, catalog: Catalog, given_input: str | None, run_
                     problems.append(f"--input {given_input}: the folder holds no files to score")
         except JobgenError as exc:
             problems.append(exc.line())
-    env = {str(k): str(v) for k, v in (data.get("environment_variables") or {}).items()} \
-        if isinstance(data.get("environment_variables"), dict) else {}
+    given = (data.get("settings") or {}).get("environment_variables") if isinstance(data.get("settings"), dict) else None
+    env = {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}  # what azure-ai-ml sends
     if problems:
         raise Refused(problems)
     size = settings.mini_batch_size
