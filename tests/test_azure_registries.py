@@ -215,3 +215,11 @@ def test_a_deployment_of_a_model_not_yet_promoted_says_to_promote_it(submit, fak
     assert submit(DEPLOY_DIR / "endpoint.yml")[0] == 0
     rc, out, err = submit(DEPLOY_DIR / "deployment.yml")
     _one_line(rc, err, f"is not in registry {REG}", f"--promote penguins-mlp:1 --registry {REG}")
+
+
+def test_dry_runs_with_a_registry_send_nothing(submit, fake, capsys):
+    rc, out, err = submit("--promote", "penguins-mlp:3", "--registry", REG, "--dry-run")
+    assert rc == 0 and out.strip().endswith(f"azureml://registries/{REG}/models/penguins-mlp/versions/3"), err
+    rc, out, err = submit(TRAIN_YML, "--registry", REG, "--dry-run")
+    assert rc == 0 and f'"environment": "{ENV_REF}"' in out, err
+    assert fake.requests == [] and fake.blob_requests == []

@@ -46,6 +46,8 @@ CASES = {
                             "--tier", "standard"],
     "serverless-sweep": ["--serverless", "--vm-size", "Standard_NC4as_T4_v3", "--set", "sweep.enabled=true",
                          "--tier", "spot"],
+    "endpoint-registry": ["-f", "jobs/penguins-endpoint-registry/values.yaml", "--set",
+                          "registry.environment=penguins-serve:2"],
     "literal-strings": ["--set", "inputs.learning_rate=1e-3", "--set", "inputs.pretrained=true",
                    "--gpus", "2"],
 }
@@ -86,12 +88,21 @@ def test_rendered_files_load_with_azure_ai_ml(cli, checkout, name):
 
     loaders["pipeline.yml"] = loaders["sweep.yml"] = load_job
     loaders["schedule.yml"] = load_function("schedule")  # not exported by azure-ai-ml
+    loaders["endpoint.yml"] = load_function("online_endpoint")
+    loaders["deployment.yml"] = load_function("online_deployment")
     for fname in files:
         if fname in loaders:
             entity = loaders[fname](source=out / fname)
             if hasattr(entity, "_validate"):
                 result = entity._validate()
-                assert result.passed, (fname, result.error_messages)
+                assert result is None or result.passed, (fname, result.error_messages)
+    if "deployment.yml" in files:  # an endpoint definition: its references reach azure-ai-ml as rendered
+        deployment = loaders["deployment.yml"](source=out / "deployment.yml")
+        rendered = yaml.safe_load(files["deployment.yml"])
+        assert str(deployment.model) == rendered["model"]
+        if isinstance(rendered["environment"], str):
+            assert str(deployment.environment) == rendered["environment"]
+        return
     if "pipeline.yml" in files or "sweep.yml" in files:
         return
     job = load_job(source=out / "job.yml")._to_job()
