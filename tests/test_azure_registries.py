@@ -223,3 +223,32 @@ def test_dry_runs_with_a_registry_send_nothing(submit, fake, capsys):
     rc, out, err = submit(TRAIN_YML, "--registry", REG, "--dry-run")
     assert rc == 0 and f'"environment": "{ENV_REF}"' in out, err
     assert fake.requests == [] and fake.blob_requests == []
+
+
+def test_the_sdk_reads_the_registry_resource_and_its_assets(fake):
+    fake.add_registry(REG, location="westeurope", regions=["westeurope", "eastus"])
+    registry = fake_azure.ml_client(fake, resource_group="rg-registries").registries.get(REG)
+    assert registry.name == REG and registry.location == "westeurope"
+    assert registry.discovery_url.endswith(f"/registries/{REG}/discovery")
+    assert sorted(r.location for r in registry.replication_locations) == ["eastus", "westeurope"]
+    client = fake_azure.registry_client(fake, REG)
+    fake.add_model("penguins-mlp", "2")
+    fake_azure.ml_client(fake).models.share(name="penguins-mlp", version="2", registry_name=REG,
+                                             share_with_name="penguins-mlp", share_with_version="2")
+    assert [m.version for m in client.models.list(name="penguins-mlp")] == ["2"]
+    assert client.models.get("penguins-mlp", version="2").id == f"azureml://registries/{REG}/models/penguins-mlp/versions/2"
+    # the registry's data-plane host is the discovered region's
+    assert {r.host for r in fake.find(contains=f"/registries/{REG}/models")} == {"cert-westeurope.experiments.azureml.net"}
+
+
+def test_json_lines_name_the_registry(submit, fake):
+    import json
+
+    fake.add_registry(REG)
+    fake.add_model("penguins-mlp", "3")
+    rc, out, err = submit(ENV_YML, "--registry", REG, "--json")
+    assert rc == 0 and json.loads(out) == {"kind": "environment", "name": "jobgen-pytorch-gpu", "version": "1",
+                                           "registry": REG}, err
+    rc, out, err = submit("--promote", "penguins-mlp:3", "--registry", REG, "--json")
+    assert rc == 0 and json.loads(out)["reference"] == f"azureml://registries/{REG}/models/penguins-mlp/versions/3"
+    assert err == ""
