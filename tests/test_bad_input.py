@@ -119,6 +119,22 @@ CASES = {
                                {"deep.yaml": "job:\n  tags:\n    x: " + "[" * 900 + "]" * 900 + "\n"}),
     "values-file-too-large": (["-f", "{tmp}/big.yaml"], "big.yaml: file is over 4 MiB",
                               {"big.yaml": "job:\n  tags:\n    x: " + "a" * (5 * 1024 * 1024) + "\n"}),
+    "registry-model-latest": (["--set", "endpoint.enabled=true", "--registry", "contoso-ml"],
+                              "asks registry contoso-ml for the latest version, but a deployment from a registry "
+                              "pins the version it serves", {}),
+    "registry-model-label": (["--set", "endpoint.enabled=true", "--set",
+                              "endpoint.model=azureml://registries/contoso-ml/models/penguins-mlp/labels/latest"],
+                             "does not name a model version in a registry", {}),
+    "registry-bad-name": (["--set", "endpoint.enabled=true", "--registry", "my registry!"],
+                          "--registry: 'my registry!' is not a valid name", {}),
+    "registry-environment-without-registry": (["--set", "endpoint.enabled=true", "--set",
+                                               "registry.environment=penguins-serve:2"],
+                                              "an environment in a registry needs the registry's name", {}),
+    "registry-environment-no-version": (["--set", "endpoint.enabled=true", "--registry", "contoso-ml", "--set",
+                                         "endpoint.model=azureml:m:1", "--set", "registry.environment=serve"],
+                                        "registry.environment: 'serve' is not a valid name", {}),
+    "registry-on-a-job": (["--registry", "contoso-ml"], "only an endpoint definition takes its model and environment "
+                          "from a registry", {}),
     "unknown-flag": (["--nodez", "2"], "unrecognized arguments: --nodez", {}),
     "check-with-flags": (["--check", "--nodes", "2"], "--check/--all render the definitions under jobs/", {}),
 }

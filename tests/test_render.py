@@ -49,6 +49,8 @@ CASES = {
     "batch-images": ["--set", "batch.enabled=true", "--set", "batch.instance_count=2", "--set",
                      "cluster.name=cpu-cluster", "--set", "cluster.size=Standard_DS3_v2", "--set",
                      "batch.onnx_variant=fp32"],
+    "endpoint-registry": ["-f", "jobs/penguins-endpoint-registry/values.yaml", "--set",
+                          "registry.environment=penguins-serve:2"],
     "literal-strings": ["--set", "inputs.learning_rate=1e-3", "--set", "inputs.pretrained=true",
                    "--gpus", "2"],
 }
@@ -89,20 +91,29 @@ def test_rendered_files_load_with_azure_ai_ml(cli, checkout, name):
 
     loaders["pipeline.yml"] = loaders["sweep.yml"] = load_job
     loaders["schedule.yml"] = load_function("schedule")  # not exported by azure-ai-ml
+    batch = "deployment.yml" in files and "batchDeployment" in files["deployment.yml"].splitlines()[0]
+    loaders["endpoint.yml"] = load_function("batch_endpoint" if batch else "online_endpoint")
+    loaders["deployment.yml"] = load_function("model_batch_deployment" if batch else "online_deployment")
     for fname in files:
         if fname in loaders:
             entity = loaders[fname](source=out / fname)
             if hasattr(entity, "_validate"):
                 result = entity._validate()
-                assert result.passed, (fname, result.error_messages)
-    if "pipeline.yml" in files or "sweep.yml" in files:
+                assert result is None or result.passed, (fname, result.error_messages)
+    if "deployment.yml" in files:  # an endpoint definition: its references reach azure-ai-ml as rendered
+        deployment = loaders["deployment.yml"](source=out / "deployment.yml")
+        endpoint = loaders["endpoint.yml"](source=out / "endpoint.yml")
+        rendered = yaml.safe_load(files["deployment.yml"])
+        # (a model batch deployment keeps azureml:<name>@latest without its prefix until it is sent)
+        assert str(deployment.model) in (rendered["model"], rendered["model"].removeprefix("azureml:"))
+        assert deployment.endpoint_name == endpoint.name
+        if isinstance(rendered["environment"], str):
+            assert str(deployment.environment) == rendered["environment"]
+        if batch:  # a batch endpoint: Entra tokens only; the executor's settings as rendered
+            assert endpoint.auth_mode == "aad_token"
+            assert deployment.settings.mini_batch_size == rendered["settings"]["mini_batch_size"]
         return
-    if "deployment.yml" in files:  # a batch endpoint definition: endpoint.yml + a model deployment
-        endpoint = load_function("batch_endpoint")(source=out / "endpoint.yml")
-        deployment = load_function("model_batch_deployment")(source=out / "deployment.yml")
-        assert deployment.endpoint_name == endpoint.name and endpoint.auth_mode == "aad_token"
-        assert deployment.settings.mini_batch_size == yaml.safe_load(files["deployment.yml"])["settings"][
-            "mini_batch_size"]
+    if "pipeline.yml" in files or "sweep.yml" in files:
         return
     job = load_job(source=out / "job.yml")._to_job()
     rest = job._to_rest_object().properties

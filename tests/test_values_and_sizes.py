@@ -69,3 +69,29 @@ def test_lookup_is_case_insensitive_and_suggests():
 def test_capacity(size, processes, level):
     found = vmsizes.capacity_problem(vmsizes.lookup(size), processes)
     assert (found[0] if found else None) == level
+
+
+# ------------------------------------------------------------------ a deployment's model from a registry
+
+@pytest.mark.parametrize("model,registry,expected", [
+    ("azureml:penguins-mlp:3", None, "azureml:penguins-mlp:3"),
+    ("azureml:penguins-mlp@latest", None, "azureml:penguins-mlp@latest"),
+    ("azureml:penguins-mlp:3", "contoso-ml", "azureml://registries/contoso-ml/models/penguins-mlp/versions/3"),
+    ("azureml:penguins-mlp@latest", "contoso-ml", "pins the version it serves"),
+    ("azureml://registries/shared/models/penguins-mlp/versions/2", None,
+     "azureml://registries/shared/models/penguins-mlp/versions/2"),
+    ("azureml://registries/shared/models/penguins-mlp/versions/2", "contoso-ml",  # a full reference is kept
+     "azureml://registries/shared/models/penguins-mlp/versions/2"),
+    ("azureml://registries/shared/models/penguins-mlp/labels/latest", None, "does not name a model version"),
+    ("azureml://registries/shared/models/penguins-mlp", "contoso-ml", "does not name a model version"),
+    ("penguins-mlp", "contoso-ml", "is not a valid name"),
+])
+def test_registry_model_reference(model, registry, expected):
+    from jobgen import spec
+
+    c = spec._Collector({})
+    got = spec._registry_model(c, model, registry)
+    if expected.startswith("azureml"):
+        assert got == expected and not c.problems
+    else:
+        assert got is None and len(c.problems) == 1 and expected in c.problems[0].line()

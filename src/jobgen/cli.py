@@ -66,6 +66,8 @@ def _render_parser(sub: Any) -> argparse.ArgumentParser:
     short.add_argument("--environment", metavar="REF", help="environment reference: azureml:<name>@latest, "
                        "azureml:<name>:<version> or azureml://registries/...; default: the one rendered from env:")
     short.add_argument("--experiment", metavar="NAME", help="experiment name")
+    short.add_argument("--registry", metavar="NAME", help="an endpoint's model (and registry.environment) from this "
+                       "Azure ML registry: azureml://registries/NAME/models/<name>/versions/<v> (registry.name)")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="DIR", type=Path, help="output folder (default: rendered/)")
     out.add_argument("--no-lint", action="store_true", help="skip lint (faster; the spec is still validated)")
@@ -179,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                             epilog="examples:\n  python generator.py submit jobs/penguins-pipeline/pipeline.yml "
                             "--ensure-compute --stream\n  python generator.py submit rendered/job.yml --dry-run\n"
                             "  python generator.py submit rendered/environment.yml")
-    submit.add_argument("file", type=Path, metavar="FILE.yml")
+    submit.add_argument("file", type=Path, metavar="FILE.yml", nargs="?",
+                        help="the YAML to submit (not with --promote)")
     submit.add_argument("--set", action="append", default=[], dest="sets", metavar="PATH=VALUE",
                         help="override a value, as az ml job create --set")
     workspace_flags(submit)
@@ -211,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "default deployment (what --invoke uses without --deployment)")
     submit.add_argument("--disable", action="store_true", help="a schedule: disable it (it stays, and submitting "
                         "it again enables it)")
+    registry = submit.add_argument_group("registries (assets shared by workspaces)")
+    registry.add_argument("--registry", metavar="NAME", help="create the environment or component in this Azure ML "
+                          "registry instead of the workspace (MLClient(registry_name=NAME)); with --promote: the "
+                          "registry to copy the model into")
+    registry.add_argument("--promote", metavar="MODEL:VERSION", help="copy a registered model version of the "
+                          "workspace into --registry (models.share); prints its azureml://registries/... reference")
     submit.add_argument("--no-lint", action="store_true", help="submit without linting first")
     submit.add_argument("--json", action="store_true", help="print one JSON object")
     logs = sub.add_parser("logs", help="every rank's log of a run, merged in time order, the first failure first",
@@ -298,6 +307,7 @@ FLAG_PATHS = {
     "vm_size": ("cluster.size", "--vm-size"),
     "environment": ("job.environment", "--environment"),
     "experiment": ("job.experiment_name", "--experiment"),
+    "registry": ("registry.name", "--registry"),
 }
 
 
@@ -649,15 +659,76 @@ def _workspace(args: argparse.Namespace, required: bool = True):
                              required=required)
 
 
+def _registry_args(args: argparse.Namespace) -> None:
+    """--registry and --promote: what they go with, said before anything is read or sent."""
+    from .spec import REGISTRY_NAME_RE
+
+    if args.promote and not args.registry:
+        raise JobgenError("--promote copies a model into a registry: which one?", where="--promote",
+                          hint="add --registry NAME")
+    if args.promote and args.file:
+        raise JobgenError("--promote copies a registered model; it takes no file", where="--promote",
+                          hint=f"drop {args.file}, or submit the file without --promote")
+    if not args.promote and not args.file:
+        raise JobgenError("nothing to submit", where="submit", hint="give FILE.yml, or --promote MODEL:VERSION "
+                          "--registry NAME")
+    if args.registry and not REGISTRY_NAME_RE.match(args.registry):
+        raise JobgenError(f"'{args.registry}' is not a registry name", where="--registry",
+                          hint="3-33 letters, digits, '-' and '_' (az ml registry list shows yours)")
+    if args.promote:
+        from .cloud import parse_promote
+
+        parse_promote(args.promote)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from . import cloud
+
+    if args.dry_run:
+        name, version = cloud.parse_promote(args.promote)
+        print(f"would copy model {name} version {version} into registry {args.registry}: "
+              f"azureml://registries/{args.registry}/models/{name}/versions/{version}")
+        return 0
+    ws = _workspace(args)
+    try:
+        client = cloud.make_client(ws)
+    except Exception as exc:  # noqa: BLE001
+        mapped = cloud.explain(exc, ws)
+        if mapped is None:
+            raise
+        raise mapped from None
+    return cloud.promote(client, ws, args.promote, args.registry, json_out=args.json)
+
+
+def _submit_to_registry(args: argparse.Namespace, options) -> int:
+    from . import cloud
+
+    if args.dry_run:
+        return cloud.submit(args.file, options)
+    kind, data = cloud.detect(args.file)  # what a registry cannot take is one line before any sign-in
+    cloud.registry_options(args.file, kind, data, options)
+    try:
+        client = cloud.make_registry_client(args.registry)
+    except Exception as exc:  # noqa: BLE001 - registry discovery happens when the client is made
+        mapped = cloud.explain(exc, None, {"registry": args.registry})
+        if mapped is None:
+            raise
+        raise mapped from None
+    return cloud.submit(args.file, options, client=client)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from . import cloud
 
+    _registry_args(args)
+    if args.promote:
+        return _promote(args)
     options = cloud.SubmitOptions(sets=args.sets, ensure_compute=args.ensure_compute, stream=args.stream,
                                   dry_run=args.dry_run, json=args.json, lint=not args.no_lint, traffic=args.traffic,
                                   retry=args.retry, fallback_compute=args.fallback_compute,
                                   fallback_tier=args.fallback_tier, disable=args.disable,
                                   preflight=not args.no_preflight, invoke=args.invoke, deployment=args.deployment,
-                                  set_default=args.set_default)
+                                  set_default=args.set_default, registry=args.registry)
     if args.retry < 0:
         raise JobgenError("--retry must be 0 or more", where="--retry", hint="e.g. --stream --retry 2")
     if (args.retry or args.fallback_compute or args.fallback_tier) and not args.stream:
@@ -669,6 +740,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                           where="--fallback-tier", hint="give one of them")
     if args.traffic is not None and not 0 <= args.traffic <= 100:
         raise JobgenError("--traffic must be 0..100", where="--traffic", hint="a percentage, e.g. --traffic 100")
+    if args.registry:
+        return _submit_to_registry(args, options)
     if args.dry_run:  # no network, no credential: the workspace only names ARM ids when it is known
         return cloud.submit(args.file, options, ws=_workspace(args, required=False))
     ws = _workspace(args)

@@ -111,6 +111,15 @@ def make_client(ws: Workspace, credential=None, **kwargs):
     return MLClient(credential or default_credential(), ws.subscription_id, ws.resource_group, ws.name, **kwargs)
 
 
+def make_registry_client(name: str, credential=None, **kwargs):
+    """MLClient for Azure ML registry ``name`` (azure-ai-ml finds its subscription, resource group
+    and region through registry discovery); the same credential as make_client."""
+    quiet_sdk()
+    from azure.ai.ml import MLClient
+
+    return MLClient(credential or default_credential(), registry_name=name, **kwargs)
+
+
 def quiet_sdk() -> None:
     """azure-ai-ml logs its errors (in colour) before raising them; we say them once, in one line."""
     warnings.filterwarnings("ignore")
@@ -164,6 +173,11 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
                                 "low-priority size (--vm-size, --set cluster.tier=low_priority)")
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         kind = _not_found_kind(exc, text, context)
+        if kind == "registry" or (context.get("registry") and kind == "other"):
+            return JobgenError(f"registry '{context.get('registry', '?')}' not found, or you cannot read it: {text}",
+                               where=f"registry {context.get('registry', '?')}",
+                               hint="check the name (az ml registry list) and that you have a role on it, e.g. "
+                                    "'AzureML Registry User'")
         if kind == "workspace" and ws is not None:
             return JobgenError(f"workspace '{ws.name}' not found in resource group '{ws.resource_group}' "
                                f"(from {ws.source})", where="workspace",
@@ -188,6 +202,9 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
                                hint=f"create it first: python generator.py submit "
                                     f"{context.get('environment_yaml', 'environment.yml')}")
         return JobgenError(f"not found: {text}", where=where, hint="check the names in the YAML")
+    if isinstance(exc, HttpResponseError) and str(context.get("model_ref", "")).startswith("azureml://registries/") \
+            and re.search(r"\bmodel\b.*\b(not found|could not be found|does not exist)", text, re.I):
+        return _model_missing(context, where)  # the service checks a registry's model when the deployment is PUT
     if isinstance(exc, HttpResponseError):
         return JobgenError(f"Azure answered {status}: {text}", where=where, hint="see the message; fix and submit again")
     name = type(exc).__name__
@@ -244,6 +261,14 @@ def _failed_host(text: str) -> tuple[str | None, str | None]:
 
 def _model_missing(context: dict, where: str) -> JobgenError:
     name = context.get("model", "?")
+    in_registry = re.match(r"^azureml://registries/([^/]+)/models/([^/]+)/versions/([^/]+)$",
+                           str(context.get("model_ref", "")))
+    if in_registry:
+        registry, _, version = in_registry.groups()
+        return JobgenError(f"model '{name}' version {version} is not in registry {registry} "
+                           f"({context['model_ref']})", where=where,
+                           hint=f"promote it from the workspace that registered it: python generator.py submit "
+                                f"--promote {name}:{version} --registry {registry}, then submit the deployment again")
     return JobgenError(f"model '{name}' not found ({context.get('model_ref', 'the deployment')} is not registered)",
                        where=where, hint=f"register it first (the training pipeline's register step does: "
                                          f"python generator.py submit jobs/<task>-pipeline/pipeline.yml), then submit "
@@ -301,6 +326,8 @@ def _not_found_kind(exc: BaseException, text: str, context: dict) -> str:
     response = getattr(exc, "response", None)
     url = str(getattr(response, "url", "") or getattr(getattr(response, "request", None), "url", "")).lower()
     path = url.split("?")[0]
+    if re.search(r"/registries/[^/]+(/discovery)?/?$", path):  # registry discovery, or the registry itself
+        return "registry"
     if "/workspaces/" in path:
         tail = path.split("/workspaces/", 1)[1]
         if "/" not in tail.strip("/"):
@@ -345,6 +372,7 @@ class SubmitOptions:
     deployment: str | None = None  # with invoke: this deployment instead of the endpoint's default
     set_default: bool = False  # a batch deployment: make it its endpoint's default after creating it
     preflight: bool = True  # quota, cluster size, GPUs and InfiniBand asked of the workspace first (preflight.py)
+    registry: str | None = None  # create the asset in this Azure ML registry (the client is the registry's)
 
 
 def _overrides(sets: list[str]) -> list[dict[str, Any]]:
@@ -495,6 +523,8 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
         raise JobgenError(f"--disable stops a schedule; this is a {kind.replace('_', ' ')}", where=paths.display(path),
                           hint="give the schedule.yml (a job is stopped with az ml job cancel -n NAME)")
     _check_batch_flags(kind, path, options)
+    if options.registry:
+        options = registry_options(path, kind, data, options)
     if options.sets:
         import copy
 
@@ -519,15 +549,21 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
     if kind == "online_deployment":
         model = str(data.get("model") or "")
         context["model_ref"] = model
-        context["model"] = model.removeprefix("azureml:").split("@")[0].split(":")[0]
+        in_registry = re.match(r"^azureml://registries/[^/]+/models/([^/]+)/", model)
+        context["model"] = in_registry.group(1) if in_registry else \
+            model.removeprefix("azureml:").split("@")[0].split(":")[0]
         context["endpoint"] = str(data.get("endpoint_name") or "?")
         context["endpoint_yaml"] = _display_sibling(path, "online_endpoint")
+    if options.registry:
+        context["registry"] = options.registry
     real_stderr, real_stdout = sys.stderr, sys.stdout
     sys.stderr = _NoColourNoise(real_stderr)
     sys.stdout = _NoPollingDots(real_stdout)
     try:
         if options.invoke:
             return _invoke_batch(client, entity, path, options, say, out)
+        if options.registry:
+            _registry_environment_exists(client, data, options.registry, path)
         if kind in JOB_KINDS:
             return _submit_job(client, entity, kind, data, path, options, say, out, context)
         return _submit_asset(client, entity, kind, path, options, say, out)
@@ -542,6 +578,124 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
         raise mapped from None
     finally:
         sys.stderr, sys.stdout = real_stderr, real_stdout
+
+
+# ------------------------------------------------------------------ registries
+
+REGISTRY_KINDS = ("environment", "command_component", "pipeline_component")
+PROMOTE_RE = re.compile(r"^(?:azureml:)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,254}):(?P<version>[A-Za-z0-9][A-Za-z0-9_.-]*)$")
+WORKSPACE_ENV_RE = re.compile(r"^azureml:(?P<name>[^:@/\s]+)(?::(?P<version>[^:@\s]+)|@(?P<label>[^:@\s]+))?$")
+
+
+def registry_options(path: Path, kind: str, data: dict, options: SubmitOptions) -> SubmitOptions:
+    """What a registry can take, and a component's workspace environment named as the registry's.
+    A registry holds assets that workspaces share (environments, components, models, data); jobs,
+    endpoints and computes belong to a workspace. azure-ai-ml refuses a component in a registry whose
+    environment is a workspace's (azureml:<name>:<version>): the same name and version in the
+    registry is what is meant, so it is sent as azureml://registries/<r>/environments/<name>/versions/<v>."""
+    import dataclasses
+
+    shown = paths.display(path)
+    if kind not in REGISTRY_KINDS:
+        what = kind.replace("_", " ")
+        hint = ("a model reaches a registry by promotion: python generator.py submit --promote NAME:VERSION "
+                f"--registry {options.registry}") if kind == "model" else \
+            "publish its environment and components to the registry; the workspace runs or serves them"
+        raise JobgenError(f"a registry holds environments and components, not a {what}", where=f"{shown} --registry",
+                          hint=hint)
+    if not kind.endswith("_component") or any(s.split("=", 1)[0].strip() == "environment" for s in options.sets):
+        return options
+    env = data.get("environment")
+    match = WORKSPACE_ENV_RE.match(env) if isinstance(env, str) else None
+    if match is None:
+        return options
+    if not match.group("version"):
+        raise JobgenError(f"the component's environment {env} names no version, and a registry's component pins "
+                          "its environment's", where=f"{shown}: environment",
+                          hint=f"name the version (azureml:{match.group('name')}:<version>) or --set environment="
+                               f"azureml://registries/{options.registry}/environments/{match.group('name')}/versions/<v>")
+    ref = f"azureml://registries/{options.registry}/environments/{match.group('name')}/versions/{match.group('version')}"
+    return dataclasses.replace(options, sets=[*options.sets, f"environment={ref}"])
+
+
+def _registry_environment_exists(client, data: dict, registry: str, path: Path) -> None:
+    """A component's environment in the registry must be there before the component is (one line,
+    with the command that publishes it, instead of the service's error after the code upload)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    env = data.get("environment")
+    if not isinstance(env, str):
+        return
+    match = re.match(rf"^azureml://registries/{re.escape(registry)}/environments/([^/]+)/versions/([^/]+)$", env)
+    if match is None:
+        return
+    try:
+        client.environments.get(match.group(1), version=match.group(2))
+    except ResourceNotFoundError:
+        source = _sibling_yaml(path.parent, "environment")
+        raise JobgenError(f"environment {match.group(1)} version {match.group(2)} is not in registry {registry}",
+                          where=f"{paths.display(path)}: environment",
+                          hint=f"publish it first: python generator.py submit "
+                               f"{paths.display(source) if source else 'environment.yml'} --registry {registry}") \
+            from None
+
+
+def parse_promote(text: str) -> tuple[str, str]:
+    match = PROMOTE_RE.match(text or "")
+    if match is None:
+        raise JobgenError(f"'{text}' is not MODEL:VERSION", where="--promote",
+                          hint="name a registered model's version, e.g. --promote penguins-mlp:3 (az ml model list "
+                               "-n NAME lists them)")
+    return match.group("name"), match.group("version")
+
+
+def promote(client, ws: Workspace, model: str, registry: str, out=None, err=None, json_out: bool = False) -> int:
+    """Copy model version ``model`` (NAME:VERSION) of the workspace into ``registry`` with azure-ai-ml's
+    share operation (models.share: the registry imports it, with the same name and version), and
+    print the reference deployments use: azureml://registries/<registry>/models/<name>/versions/<v>."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    name, version = parse_promote(model)
+    say = (lambda text: None) if json_out else (lambda text: (err.write(text + "\n"), err.flush()))
+    quiet_sdk()
+    context = {"registry": registry, "model": name, "model_ref": f"azureml:{name}:{version}"}
+    reference = f"azureml://registries/{registry}/models/{name}/versions/{version}"
+    real_stderr = sys.stderr
+    sys.stderr = _NoColourNoise(real_stderr)
+    try:
+        try:
+            client.models.get(name, version=version)
+        except ResourceNotFoundError:
+            raise JobgenError(f"model {name} version {version} is not registered in workspace {ws.name}",
+                              where="--promote", hint=f"list its versions: az ml model list -n {name} (the training "
+                                                      "pipeline's register step registers one)") from None
+        shared = client.models.share(name=name, version=version, registry_name=registry, share_with_name=name,
+                                     share_with_version=version)
+    except JobgenError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if "already exists in registry" in _message(exc):
+            raise JobgenError(f"model {name} version {version} is already in registry {registry}: {reference}",
+                              where="--promote", hint="a registry's versions do not change: register a new version "
+                                                      "in the workspace and promote that one") from None
+        mapped = explain(exc, ws, context)
+        if mapped is None:
+            raise
+        raise mapped from None
+    finally:
+        sys.stderr = real_stderr
+    reference = getattr(shared, "id", None) or reference
+    if json_out:
+        out.write(json.dumps({"model": name, "version": version, "registry": registry, "reference": reference},
+                             indent=2) + "\n")
+    else:
+        # one line per action, once all have succeeded (a failure is the one line that says why)
+        say(f"model {name} version {version}: found in workspace {ws.name}")
+        say(f"model {name} version {version}: promoted to registry {registry} (models.share: the registry imported it)")
+        out.write(reference + "\n")
+    return 0
 
 
 def _display_sibling(path: Path, kind: str) -> str:
@@ -857,8 +1011,12 @@ def _submit_asset(client, entity, kind, path, options, say, out) -> int:
     label = f"{kind.replace('_', ' ')} {name}" + (f" version {version}" if version else "")
     if kind == "online_deployment" or kind in BATCH_DEPLOYMENTS:
         label += f" of endpoint {entity.endpoint_name}"
+    if options.registry:
+        reference = f"azureml://registries/{options.registry}/{_PLURAL.get(kind, 'components')}/{name}/versions/{version}"
+        label += f" in registry {options.registry}: {reference}"
     if options.json:
-        out.write(json.dumps({"kind": kind, "name": name, "version": version}, indent=2) + "\n")
+        out.write(json.dumps({"kind": kind, "name": name, "version": version,
+                              **({"registry": options.registry} if options.registry else {})}, indent=2) + "\n")
     else:
         out.write(f"created or updated {label}\n")
     return 0
@@ -879,6 +1037,9 @@ def _submit_batch_deployment(client, entity, path: Path, options: SubmitOptions,
         _wait(client.batch_endpoints.begin_create_or_update(endpoint), f"batch endpoint {entity.endpoint_name}", say)
         say(f"default deployment of batch endpoint {entity.endpoint_name}: {entity.name}")
     return result
+
+
+_PLURAL = {"environment": "environments", "model": "models", "data": "data"}
 
 
 def split_traffic(current: dict[str, int], deployment: str, pct: int) -> dict[str, int]:

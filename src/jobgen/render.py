@@ -119,14 +119,16 @@ def render_job(spec: Spec, out_dir: Path, value_files: list[Path]) -> RenderedSe
                    code=paths.relative_posix(spec.endpoint.code, out_dir))
         files[out_dir / "endpoint.yml"] = render_template("online_endpoint.yml.j2", ctx)
         files[out_dir / "deployment.yml"] = render_template("online_deployment.yml.j2", ctx)
-        files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)
+        if not spec.endpoint.environment_ref:  # an environment from a registry brings its own
+            files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)
         return RenderedSet(files=files, spec=spec)
     if spec.batch is not None:
         ctx = dict(context, batch=spec.batch, endpoint=spec.batch, vm=spec.vm,
                    code=paths.relative_posix(spec.batch.code, out_dir))
         files[out_dir / "endpoint.yml"] = render_template("batch_endpoint.yml.j2", ctx)
         files[out_dir / "deployment.yml"] = render_template("batch_deployment.yml.j2", ctx)
-        files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)
+        if not spec.batch.environment_ref:
+            files[out_dir / "conda-serve.yaml"] = render_template("conda-serve.yaml.j2", ctx)
         if spec.cluster is not None:
             files[out_dir / "compute.yml"] = render_template(
                 JOB_TEMPLATES["compute.yml"], dict(context, cluster=spec.cluster, vm=spec.vm))

@@ -202,6 +202,7 @@ class Endpoint:
     liveness_probe: dict[str, int]
     readiness_probe: dict[str, int]
     code: Path  # the scoring script's folder (src/trainer)
+    environment_ref: str | None = None  # an environment in a registry (registry.environment), else image + conda
 
 
 @dataclass(frozen=True)
@@ -228,10 +229,15 @@ class BatchEndpoint:
     python: str
     pip: tuple[str, ...]
     code: Path  # the scoring script's folder (src/trainer)
+    environment_ref: str | None = None  # an environment in a registry (registry.environment), else image + conda
 
 
 ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 MODEL_REF_RE = re.compile(r"^azureml:[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+|@latest)$")
+REGISTRY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")  # Azure: 3-33 characters
+REGISTRY_MODEL_RE = re.compile(r"^azureml://registries/(?P<registry>[^/\s]+)/models/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)"
+                               r"/versions/(?P<version>[A-Za-z0-9_.-]+)$")
+ASSET_VERSION_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*):(?P<version>[A-Za-z0-9_.-]+)$")
 REQUEST_SETTINGS = ("request_timeout_ms", "max_concurrent_requests_per_instance", "max_queue_wait_ms")
 PROBE_SETTINGS = ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold")
 
@@ -396,7 +402,7 @@ def _endpoint_spec(c: _Collector, values: dict, endpoint_v: dict) -> Spec | None
     """An online endpoint definition: the endpoint, its deployment and the scoring environment
     (no job, cluster or training environment of its own)."""
     code = _scoring_code(c, values, "endpoint")
-    endpoint, vm = _endpoint(c, endpoint_v, code)
+    endpoint, vm = _endpoint(c, endpoint_v, code, _registry(c, values))
     if endpoint is None:
         return None
     return Spec(job=None, launcher=None, vm=None, cluster=None, environment=None, data=None, endpoint=endpoint,
@@ -420,15 +426,68 @@ def _batch_spec(c: _Collector, values: dict, batch_v: dict) -> Spec | None:
     code = _scoring_code(c, values, "batch")
     cluster_v = c.mapping(values.get("cluster"), "cluster")
     cluster, vm = _cluster_and_size(c, cluster_v)
-    batch = _batch(c, batch_v, code, cluster_v)
+    batch = _batch(c, batch_v, code, cluster_v, _registry(c, values))
     if batch is None or c.problems:
         return None
     return Spec(job=None, launcher=None, vm=vm, cluster=cluster, environment=None, data=None, batch=batch,
                 warnings=tuple(c.warnings))
 
 
+def _registry(c: _Collector, values: dict) -> tuple[str | None, str | None]:
+    """registry.name and registry.environment (<name>:<version> in it): the registry an endpoint
+    definition takes its model and, optionally, its environment from."""
+    v = c.mapping(values.get("registry"), "registry")
+    for key in v:
+        if key not in ("name", "environment"):
+            c.error(f"registry.{key}", f"unknown setting '{key}'", "registry takes name and environment")
+    name = c.string(v.get("name"), "registry.name", required=False, pattern=REGISTRY_NAME_RE,
+                    rule="3-33 letters, digits, '-' and '_', the registry's name in Azure")
+    environment = c.string(v.get("environment"), "registry.environment", required=False, pattern=ASSET_VERSION_RE,
+                           rule="<name>:<version> of an environment in the registry")
+    if environment and not v.get("name"):
+        c.error("registry.environment", "an environment in a registry needs the registry's name",
+                "set registry.name (or --registry NAME)")
+    return name, environment
+
+
+def _registry_model(c: _Collector, model: str | None, registry: str | None, where: str = "endpoint.model") -> str | None:
+    """The model a deployment serves: azureml:<name>:<version> or @latest in the workspace, or a
+    version in a registry (azureml://registries/<r>/models/<name>/versions/<v>; with registry.name
+    set, azureml:<name>:<version> is that registry's). A deployment from a registry pins its version."""
+    if model is None:
+        return None
+    if model.startswith("azureml://registries/"):
+        if not REGISTRY_MODEL_RE.match(model):
+            c.error(where, f"'{model}' does not name a model version in a registry",
+                    "azureml://registries/<registry>/models/<name>/versions/<version>: a deployment from a registry "
+                    "serves the version it names (promote one with python generator.py submit --promote "
+                    "NAME:VERSION --registry REGISTRY)", rules.REFERENCE)
+            return None
+        return model
+    if not MODEL_REF_RE.match(model):
+        c.error(where, f"'{model}' is not a valid name", "use azureml:<name>:<version> or "
+                "azureml:<name>@latest (a registered model), or azureml://registries/<registry>/models/<name>/versions/<v>")
+        return None
+    if registry is None:
+        return model
+    name, _, version = model.removeprefix("azureml:").partition(":")
+    if not version:
+        name = name.split("@")[0]
+        c.error(where, f"'{model}' asks registry {registry} for the latest version, but a deployment "
+                                  "from a registry pins the version it serves",
+                f"promote one: python generator.py submit --promote {name}:VERSION --registry {registry}, then "
+                f"endpoint.model: azureml:{name}:VERSION", rules.REFERENCE)
+        return None
+    return f"azureml://registries/{registry}/models/{name}/versions/{version}"
+
+
 def _job_spec(c: _Collector, values: dict) -> Spec | None:
     """A command job, pipeline or sweep definition."""
+    registry_v = c.mapping(values.get("registry"), "registry")
+    if registry_v.get("name") or registry_v.get("environment"):
+        c.error("registry.name", "only an endpoint definition takes its model and environment from a registry",
+                "a job names a registry's environment with --environment azureml://registries/<registry>/"
+                "environments/<name>/versions/<version>")
     job_v = c.mapping(values.get("job"), "job")
     launch_v = c.mapping(values.get("launcher"), "launcher")
     cluster_v = c.mapping(values.get("cluster"), "cluster")
@@ -1314,13 +1373,16 @@ def _sweep(c: _Collector, v: dict, inputs: dict[str, Any]) -> Sweep | None:
     return Sweep(algorithm, space, metric, goal, total, concurrent, timeout, trial_timeout, early)
 
 
-def _scoring_parts(c: _Collector, v: dict, section: str, code: Path | None, script: str) -> dict | None:
-    """What an online and a batch deployment share: the deployment's name, the registered model,
-    the scoring script in the code folder, the ONNX variant and the scoring environment."""
+def _scoring_parts(c: _Collector, v: dict, section: str, code: Path | None, script: str,
+                   registry: tuple[str | None, str | None]) -> dict | None:
+    """What an online and a batch deployment share: the deployment's name, the registered model (in
+    the workspace or the registry), the scoring script in the code folder, the ONNX variant and the
+    scoring environment (image + pip, or registry.environment)."""
     deployment = c.string(v.get("deployment"), f"{section}.deployment", pattern=ENDPOINT_NAME_RE,
                           rule="3-32 letters, digits and '-', starting with a letter")
-    model = c.string(v.get("model"), f"{section}.model", pattern=MODEL_REF_RE,
-                     rule="azureml:<name>:<version> or azureml:<name>@latest (a registered model)")
+    model = _registry_model(c, c.string(v.get("model"), f"{section}.model"), registry[0], f"{section}.model")
+    environment_ref = (f"azureml://registries/{registry[0]}/environments/{registry[1].replace(':', '/versions/')}"
+                       if registry[0] and registry[1] else None)
     scoring = c.string(v.get("scoring_script", script), f"{section}.scoring_script")
     if scoring and code is not None and not (code / scoring).is_file():
         c.error(f"{section}.scoring_script", f"'{scoring}' is not in the code folder {paths.display(code)}",
@@ -1336,7 +1398,7 @@ def _scoring_parts(c: _Collector, v: dict, section: str, code: Path | None, scri
     _one_onnxruntime(c, pip, f"{section}.pip")
     parts = dict(deployment=deployment, model=model, scoring_script=scoring, onnx_variant=variant, image=image,
                  python=python, pip=tuple(str(p) for p in pip), code=code)
-    return None if None in parts.values() else parts
+    return None if None in parts.values() else dict(parts, environment_ref=environment_ref)
 
 
 BATCH_SETTINGS = ("enabled", "name", "description", "deployment", "model", "instance_count",
@@ -1345,13 +1407,14 @@ BATCH_SETTINGS = ("enabled", "name", "description", "deployment", "model", "inst
 LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-def _batch(c: _Collector, v: dict, code: Path | None, cluster_v: dict) -> BatchEndpoint | None:
+def _batch(c: _Collector, v: dict, code: Path | None, cluster_v: dict,
+           registry: tuple[str | None, str | None] = (None, None)) -> BatchEndpoint | None:
     for key in v:
         if key not in BATCH_SETTINGS:
             c.error(f"batch.{key}", f"unknown setting '{key}'", f"batch takes {', '.join(BATCH_SETTINGS[1:])}")
     name = c.string(v.get("name"), "batch.name", pattern=ENDPOINT_NAME_RE,
                     rule="3-32 letters, digits and '-', starting with a letter")
-    parts = _scoring_parts(c, v, "batch", code, "batch_score.py")
+    parts = _scoring_parts(c, v, "batch", code, "batch_score.py", registry)
     compute = c.string(cluster_v.get("name"), "cluster.name", pattern=COMPUTE_NAME_RE,
                        rule="2-32 letters, digits and '-', starting with a letter")
     count = c.integer(v.get("instance_count", 1), "batch.instance_count", minimum=1)
@@ -1379,11 +1442,11 @@ def _batch(c: _Collector, v: dict, code: Path | None, cluster_v: dict) -> BatchE
                          error_threshold=threshold, max_retries=retries, timeout=timeout, logging_level=level, **parts)
 
 
-def _endpoint(c: _Collector, v: dict, code: Path | None):
+def _endpoint(c: _Collector, v: dict, code: Path | None, registry: tuple[str | None, str | None] = (None, None)):
     name = c.string(v.get("name"), "endpoint.name", pattern=ENDPOINT_NAME_RE,
                     rule="3-32 letters, digits and '-', starting with a letter")
     auth = c.choice(v.get("auth_mode", "key"), "endpoint.auth_mode", ("key", "aml_token"))
-    parts = _scoring_parts(c, v, "endpoint", code, "score.py")
+    parts = _scoring_parts(c, v, "endpoint", code, "score.py", registry)
     size_name = c.string(v.get("instance_type"), "endpoint.instance_type")
     vm = vmsizes.lookup(size_name)
     if size_name and vm is None:

@@ -21,7 +21,7 @@ from .errors import JobgenError
 from .yamlio import load_file
 
 SECTIONS = ("job", "launcher", "cluster", "env", "data", "services", "pipeline", "sweep", "schedule", "endpoint", "batch",
-            "components")
+            "registry", "components")
 
 # Keys of an Azure ML command job (CLI v2 YAML reference); a --set path that starts with
 # one of them is a job path, as with `az ml job create --set`.

@@ -80,6 +80,24 @@ it starts a pipeline job (``batchjob-<uuid>``, readable and streamable as any jo
 output) and ``fake.batch_jobs[name]`` keeps the invoke body. ``fake.batch_endpoints`` /
 ``fake.batch_deployments`` hold ``{"body", "puts", "resource"}``.
 
+Registries
+----------
+``add_registry(name)`` makes an Azure ML registry (its own resource group, ``rg-registries``, and
+region). ``MLClient(registry_name=name, transport=...)`` first asks registry discovery
+(``GET <region>.api.azureml.ms/registrymanagement/v1.0/registries/<name>/discovery``: 404 for a
+registry the fake does not hold), then sends its asset requests to the registry's data-plane host
+(``cert-<region>.experiments.azureml.net/mferp/managementfrontend/subscriptions/.../registries/<name>/
+{codes,environments,components,models,data}/...``): PUT/GET versions and containers, ``tempdatarefs``
+(where a code snapshot or local files are uploaded: the same blob store as the workspace's uploads),
+``datarefs``, and ``import`` (``models.share``: copies a workspace model version into the registry, a
+long-running operation). ARM's ``GET .../registries/<name>`` answers the registry resource.
+``fake.registries[name]["assets"][kind][asset][version]`` holds what was created, ``registry_body(name,
+kind, asset, version)`` the PUT body as sent, ``["imports"]`` the import bodies. ``models.share``
+builds its registry client without the MLClient's transport; while a fake runs, azure-core's default
+transport sends Azure ML hosts (``*.api.azureml.ms``, ``*.experiments.azureml.net``,
+``management.azure.com``) here too, and every other host as it would without the fake. A deployment
+naming ``azureml://registries/<r>/models/<m>/versions/<v>`` needs that version in the registry (400).
+
 Jobs
 ----
 A PUT job is stored (``fake.job_body(name)`` is the request body as sent) and answered with the
@@ -99,8 +117,7 @@ azure-ai-ml when it is imported) between polls; with the default sequence it pol
 
 Not emulated
 ------------
-* Registries (``azureml://registries/...`` assets, e.g. curated environments resolved through the
-  registry discovery service), pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
+* Pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
   serverless endpoints, invoking an online scoring URI (no inference server runs), online
   deployment failures (a deployment always provisions), schedules firing (they are stored, as
   created, updated or disabled; their jobs never run), workspace create/delete,
@@ -267,6 +284,28 @@ class _StorageTransport(RewritingTransport):
         super().__init__(fake.port, blob_port=fake.blob_port, **kwargs)
 
 
+# Azure ML hosts: a client that azure-ai-ml builds without the MLClient's transport (models.share()
+# builds its registry client from the credential alone) still reaches the fake; other hosts (the
+# sign-in service, anything else) are sent as they would be without a fake.
+_AZUREML_HOST = re.compile(r"(^|\.)api\.azureml\.ms$|\.experiments\.azureml\.net$|^management\.azure\.com$", re.I)
+
+
+class _DefaultTransport(RewritingTransport):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("use_env_settings", True)  # as azure-core's default transport
+        super().__init__(0, **kwargs)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        fake = _redirects[-1] if _redirects else None
+        if fake is None or not _AZUREML_HOST.search((urlsplit(request.url).hostname or "").lower()):
+            return RequestsTransport.send(self, request, **kwargs)
+        self.port, self.blob_port = fake.port, fake.blob_port
+        return super().send(request, **kwargs)
+
+
+_DEFAULT_TRANSPORT_MODULE = "azure.core.pipeline.transport._requests_basic"
+
+
 def _storage_modules() -> list[Any]:
     import importlib
 
@@ -287,6 +326,11 @@ def _push_storage_redirect(fake: "FakeAzure") -> None:
                 if hasattr(mod, "RequestsTransport"):
                     _saved_transports[mod.__name__] = mod.RequestsTransport
                     mod.RequestsTransport = _StorageTransport
+            import importlib
+
+            default = importlib.import_module(_DEFAULT_TRANSPORT_MODULE)
+            _saved_transports[_DEFAULT_TRANSPORT_MODULE] = default.RequestsTransport
+            default.RequestsTransport = _DefaultTransport
         _redirects.append(fake)
 
 
@@ -356,6 +400,10 @@ _WS_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resource[gG]roups/(?P<rg>[^
 _DATAPLANE_RE = re.compile(r"^/(?P<svc>history|data|modelregistry|artifact|mlflow|execution)/v[\d.]+/(?:private/)?"
                            r"subscriptions/(?P<sub>[^/]+)/resource[gG]roups/(?P<rg>[^/]+)/providers/"
                            r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)(?P<rest>/.*)?$", re.I)
+_REGISTRY_RE = re.compile(r"^(?:/mferp/managementfrontend)?/subscriptions/(?P<sub>[^/]+)/resource[gG]roups/"
+                          r"(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/registries/(?P<reg>[^/]+)"
+                          r"(?P<rest>/.*)?$", re.I)
+_REGISTRY_DISCOVERY_RE = re.compile(r"^/registrymanagement/v1\.0/registries/(?P<reg>[^/]+)/discovery/?$", re.I)
 _LOCATION_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/"
                           r"locations/(?P<loc>[^/]+)(?P<rest>/.*)?$", re.I)
 
@@ -436,6 +484,7 @@ class FakeAzure:
         self.batch_deployments: dict[str, dict] = {}  # "<endpoint>/<deployment>" -> {"body", "puts", "resource"}
         self.batch_jobs: dict[str, dict] = {}  # job name -> {"endpoint", "deployment", "body": the invoke body}
         self.operations: dict[str, dict] = {}  # async operation id -> {"polls", "status", "error"}
+        self.registries: dict[str, dict] = {}  # name -> add_registry's entry (its assets, imports)
         self.pending_uploads: list[dict] = []  # {"name", "version", "container", "blob_uri", "sas_uri"}
         self.blobs: dict[tuple[str, str], _Blob] = {}  # (container, name) -> blob (built-in store)
         self.containers: set[str] = set()
@@ -746,6 +795,26 @@ class FakeAzure:
             self.deployments[f"{endpoint}/{name}"] = {"body": body, "puts": [], "resource": resource}
         return resource
 
+    def add_registry(self, name: str, location: str | None = None, regions: list[str] | None = None,
+                     resource_group: str = "rg-registries", subscription: str | None = None) -> dict:
+        """An Azure ML registry (in its own resource group, as registries usually are): registry
+        discovery answers for it, and its assets (codes, environments, components, models, data) live
+        in ``fake.registries[name]["assets"][kind][asset][version]``; ``registry_body`` gives the last
+        PUT body of one. Without a registry of that name, discovery answers 404 as Azure does."""
+        location = location or self.location
+        entry = {"name": name, "location": location, "regions": list(regions or [location]),
+                 "subscription": subscription or self.subscription, "resource_group": resource_group,
+                 "assets": {k: {} for k in ("codes", "environments", "components", "models", "data")},
+                 "bodies": {}, "imports": [], "uploads": []}
+        with self.lock:
+            self.registries[name] = entry
+        return entry
+
+    def registry_body(self, registry: str, kind: str, name: str, version: str) -> dict:
+        """The last PUT body of asset ``kind/name/version`` in ``registry`` (kind: environments, ...)."""
+        with self.lock:
+            return self.registries[registry]["bodies"][(kind, name, str(version))]
+
     # -- request handling ----------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: dict[str, str], data: bytes) -> tuple[int, Any, dict]:
         parts = urlsplit(raw_path)
@@ -801,6 +870,13 @@ class FakeAzure:
             return self._invoke_batch(host.split(".", 1)[0], body or {}, headers)
         if path.rstrip("/") == "/discovery":
             return 200, self._discovery(), {}
+        m = _REGISTRY_DISCOVERY_RE.match(path)
+        if m:
+            return 200, self._registry_discovery(m.group("reg")), {}
+        m = _REGISTRY_RE.match(path)
+        if m:
+            return self._registry_scoped(method, m.group("sub"), m.group("rg"), m.group("reg"),
+                                         m.group("rest") or "", query, body)
         m = _LOCATION_RE.match(path)
         if m:
             return self._location(method, m.group("loc"), m.group("rest") or "", query)
@@ -866,7 +942,10 @@ class FakeAzure:
         if len(seg) == 2 and seg[0].lower() in ("computeoperationsstatus", "mfeoperationsstatus", "operationsstatus"):
             return self._operation_status(seg[1])
         if len(seg) == 2 and seg[0].lower() in ("computeoperationsresult", "mfeoperationresults"):
-            return self._operation_status(seg[1])
+            status, body, headers = self._operation_status(seg[1])
+            if self.operations[seg[1]].get("empty_result") and body.get("status") == "Succeeded":
+                return 200, None, headers  # the operation's result has no body (a registry import's)
+            return status, body, headers
         if seg == ["usages"]:
             used = sum(c["properties"]["properties"]["scaleSettings"]["maxNodeCount"] for c in self.computes.values())
             total = self.usages.get("TotalCores")
@@ -924,6 +1003,153 @@ class FakeAzure:
                 op["on_success"] = None
             body.update(status="Succeeded", endTime=_now_iso())
         return 200, body, self._delay_headers()
+
+    # -- registries ----------------------------------------------------------------------------
+    def _registry_not_found(self, name: str) -> _Reply:
+        return _arm_error(404, "NotFound", f"Registry '{name}' was not found or you do not have access to it.")
+
+    def _registry_discovery(self, name: str) -> dict:
+        """GET registrymanagement/v1.0/registries/<name>/discovery (on the regional api host): where
+        the registry lives and its data-plane (MFE) host, which azure-ai-ml then uses for its assets."""
+        reg = self.registries.get(name)
+        if reg is None:
+            raise self._registry_not_found(name)
+        return {"registryName": name, "tenantId": TENANT_ID, "primaryRegion": reg["location"],
+                "regions": reg["regions"], "subscriptionId": reg["subscription"],
+                "resourceGroup": reg["resource_group"], "workspaceName": None,
+                "primaryRegionResourceProviderUri": f"https://cert-{reg['location']}.experiments.azureml.net/",
+                "registryFqdns": {r: {"api": f"https://{r}.api.azureml.ms"} for r in reg["regions"]}}
+
+    def _registry_resource(self, reg: dict) -> dict:
+        name, loc = reg["name"], reg["location"]
+        return {"id": f"/subscriptions/{reg['subscription']}/resourceGroups/{reg['resource_group']}/providers/"
+                      f"Microsoft.MachineLearningServices/registries/{name}",
+                "name": name, "type": "Microsoft.MachineLearningServices/registries", "location": loc,
+                "kind": "Default", "tags": {}, "sku": {"name": "P1", "tier": "Basic"},
+                "identity": {"type": "SystemAssigned", "principalId": OBJECT_ID, "tenantId": TENANT_ID},
+                "systemData": self._system_data(),
+                "properties": {"discoveryUrl": f"https://{loc}.api.azureml.ms/registrymanagement/v1.0/registries/"
+                                               f"{name}/discovery",
+                               "mlFlowRegistryUri": f"azureml://{loc}.api.azureml.ms/mlflow/v1.0/subscriptions/"
+                                                    f"{reg['subscription']}/resourceGroups/{reg['resource_group']}/"
+                                                    f"providers/Microsoft.MachineLearningServices/registries/{name}",
+                               "publicNetworkAccess": "Enabled", "intellectualPropertyPublisher": None,
+                               "regionDetails": [{"location": r, "acrDetails": [], "storageAccountDetails": []}
+                                                 for r in reg["regions"]]}}
+
+    def _registry_scoped(self, method: str, sub: str, rg: str, name: str, rest: str, query: dict,
+                         body: Any) -> tuple[int, Any, dict]:
+        reg = self.registries.get(name)
+        if reg is None or sub.lower() != reg["subscription"].lower() or rg.lower() != reg["resource_group"].lower():
+            raise self._registry_not_found(name)
+        seg = [s for s in rest.split("/") if s]
+        if not seg and method == "GET":
+            return 200, self._registry_resource(reg), {}
+        kind = seg[0].lower() if seg else ""
+        if kind == "tempdatarefs" and len(seg) == 4 and method == "PUT":  # where a local asset's files go
+            upload = self._start_pending_upload(f"registry:{name}", seg[1], seg[3], {})
+            reg["uploads"].append(upload)
+            return 200, upload, {}
+        if kind == "datarefs" and len(seg) == 4 and method == "POST":  # read access to an asset's files
+            uri = (body or {}).get("blobUri") or ""
+            return 200, {"blobReferenceForConsumption": {"blobUri": uri, "credential": {
+                "credentialType": "SAS", "sasUri": f"{uri}?sv=2021-10-04&sr=c&sp=rl&sig=fake"}}}, {}
+        if kind == "import" and len(seg) == 1 and method == "POST":
+            return self._registry_import(reg, body or {})
+        if kind in reg["assets"]:
+            return self._registry_assets(reg, method, kind, seg, query, body)
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} registries/{name}{rest}")
+
+    def _registry_asset_id(self, reg: dict, kind: str, name: str, version: str | None = None) -> str:
+        return f"azureml://registries/{reg['name']}/{kind}/{name}" + (f"/versions/{version}" if version else "")
+
+    def _registry_container(self, reg: dict, kind: str, name: str) -> dict:
+        versions = reg["assets"][kind].get(name, {})
+        return {"id": self._registry_asset_id(reg, kind, name), "name": name,
+                "type": f"Microsoft.MachineLearningServices/registries/{kind}", "systemData": self._system_data(),
+                "properties": {"description": None, "tags": {}, "properties": {}, "isArchived": False,
+                               "latestVersion": _latest_version(versions), "nextVersion": _next_version(versions)}}
+
+    def _registry_assets(self, reg: dict, method: str, kind: str, seg: list[str], query: dict,
+                         body: Any) -> tuple[int, Any, dict]:
+        store = reg["assets"][kind]
+        if len(seg) == 1 and method == "GET":
+            return 200, {"value": [self._registry_container(reg, kind, n) for n in sorted(store)]}, {}
+        name = seg[1]
+        if len(seg) == 2 and method == "GET":
+            if name not in store:
+                raise _not_found(kind, name)
+            return 200, self._registry_container(reg, kind, name), {}
+        if len(seg) == 2 and method == "PUT":
+            store.setdefault(name, {})
+            return 200, self._registry_container(reg, kind, name), {}
+        if len(seg) == 3 and seg[2].lower() == "versions" and method == "GET":
+            versions = sorted(store.get(name, {}).values(), key=lambda v: _version_key(v["name"]), reverse=True)
+            if kind == "codes" and "hash" in query:
+                versions = [v for v in versions if str((v["properties"].get("properties") or {})
+                                                       .get("hash_sha256", "")).lower() == query["hash"].lower()]
+            top = query.get("$top") or query.get("top")
+            return 200, {"value": versions[: int(top)] if top else versions}, {}
+        if len(seg) == 4 and seg[2].lower() == "versions":
+            version = seg[3]
+            if method == "GET":
+                if version not in store.get(name, {}):
+                    raise _not_found(kind, f"{name}:{version}")
+                return 200, store[name][version], {}
+            if method == "PUT":
+                existed = version in store.get(name, {})
+                resource = self._registry_version(reg, kind, name, version, (body or {}).get("properties") or {})
+                reg["bodies"][(kind, name, version)] = body
+                return (200 if existed else 201), resource, {}
+        raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} registries/{reg['name']}/"
+                                             f"{'/'.join(seg)}")
+
+    def _registry_version(self, reg: dict, kind: str, name: str, version: str, props: dict) -> dict:
+        props = json.loads(json.dumps(props))
+        props.setdefault("isArchived", False)
+        props.setdefault("isAnonymous", False)
+        props["provisioningState"] = "Succeeded"
+        if kind == "environments":
+            props.setdefault("environmentType", "UserCreated")
+            props.setdefault("osType", "Linux")
+        if kind == "models":
+            props.setdefault("flavors", {})
+            props.setdefault("modelType", "custom_model")
+        resource = {"id": self._registry_asset_id(reg, kind, name, version), "name": version,
+                    "type": f"Microsoft.MachineLearningServices/registries/{kind}/versions",
+                    "systemData": self._system_data(), "properties": props}
+        reg["assets"][kind].setdefault(name, {})[version] = resource
+        return resource
+
+    def _registry_import(self, reg: dict, body: dict) -> tuple[int, Any, dict]:
+        """POST registries/<r>/import: copy a workspace asset (``sourceAssetId`` azureml://locations/<loc>/
+        workspaces/<guid>/models/<name>/versions/<v>) into the registry as destinationName/Version; a
+        long-running operation whose result has no body, as azure-ai-ml's share() expects."""
+        props = body.get("properties") or {}
+        m = re.match(r"^azureml://locations/(?P<loc>[^/]+)/workspaces/(?P<ws>[^/]+)/(?P<kind>models|environments)/"
+                     r"(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", str(props.get("sourceAssetId") or ""))
+        if not m or m.group("ws") != self.workspace_id:
+            raise _arm_error(400, "UserError", f"The source asset '{props.get('sourceAssetId')}' is not an asset of a "
+                                               "workspace this registry can read.")
+        kind, name, version = m.group("kind"), m.group("name"), m.group("version")
+        source = (self.models if kind == "models" else self.environments).get(name, {}).get(version)
+        if source is None:
+            raise _not_found(kind, f"{name}:{version}")
+        dest_name = props.get("destinationName") or name
+        dest_version = str(props.get("destinationVersion") or version)
+        if dest_version in reg["assets"][kind].get(dest_name, {}):
+            raise _arm_error(409, "Conflict", f"{kind[:-1].capitalize()} {dest_name}:{dest_version} already exists in "
+                                              f"registry '{reg['name']}'.")
+        reg["imports"].append(body)
+
+        def copy() -> None:
+            copied = dict(source["properties"])
+            copied["properties"] = {**(copied.get("properties") or {}), "azureml.sourceAssetId": props["sourceAssetId"]}
+            self._registry_version(reg, kind, dest_name, dest_version, copied)
+
+        headers = self._start_operation("import", on_success=copy, family="mfe")
+        self.operations[headers["Location"].split("/")[-1].split("?")[0]]["empty_result"] = True
+        return 202, None, headers
 
     # -- workspace-scoped resources ------------------------------------------------------------
     def _workspace_scoped(self, method: str, rest: str, query: dict, body: Any, headers: dict) -> tuple[int, Any, dict]:
@@ -1202,7 +1428,15 @@ class FakeAzure:
                                                 "deployments' traffic values must add up to 0 or 100.")
 
     def _model_arm_id_missing(self, model_id: str | None) -> str | None:
-        """The 'name:version' of a workspace model id this fake does not hold, else None."""
+        """The 'name:version' of a workspace model id (or 'registry/name:version' of a registry's) this fake
+        does not hold, else None."""
+        r = re.match(r"^azureml://registries/(?P<reg>[^/]+)/models/(?P<name>[^/]+)/versions/(?P<version>[^/?]+)$",
+                     model_id or "")
+        if r:
+            reg = self.registries.get(r.group("reg"))
+            if reg is not None and r.group("version") in reg["assets"]["models"].get(r.group("name"), {}):
+                return None
+            return f"{r.group('reg')}/{r.group('name')}:{r.group('version')}"
         m = re.search(r"/workspaces/[^/]+/models/(?P<name>[^/]+)/versions/(?P<version>[^/?]+)$", model_id or "",
                       re.I)
         if not m:
@@ -1447,7 +1681,8 @@ class FakeAzure:
         props = body.get("properties") or {}
         missing = self._model_arm_id_missing(props.get("model"))
         if missing:
-            raise _arm_error(400, "UserError", f"Model '{missing}' was not found in workspace '{self.workspace}'.",
+            place = (f"registry '{missing.split('/')[0]}'" if "/" in missing else f"workspace '{self.workspace}'")
+            raise _arm_error(400, "UserError", f"Model '{missing.split('/')[-1]}' was not found in {place}.",
                              innerError={"code": "NotFoundError"})
         old = self.deployments.get(key)
         resource = self._deployment_resource(endpoint, name, body, "Updating" if old else "Creating")
@@ -1903,3 +2138,14 @@ def ml_client(fake: FakeAzure, subscription: str | None = None, resource_group: 
     kwargs.setdefault("show_progress", False)
     return MLClient(StaticCredential(), subscription or fake.subscription, resource_group or fake.resource_group,
                     workspace or fake.workspace, **kwargs)
+
+
+def registry_client(fake: FakeAzure, registry: str, **kwargs: Any):
+    """``MLClient(StaticCredential(), registry_name=registry, transport=...)`` bound to ``fake``: registry
+    discovery and the registry's asset requests go to it (see add_registry)."""
+    from azure.ai.ml import MLClient
+
+    kwargs.setdefault("transport", RewritingTransport(fake.port, blob_port=fake.blob_port))
+    kwargs.setdefault("enable_telemetry", False)
+    kwargs.setdefault("show_progress", False)
+    return MLClient(StaticCredential(), registry_name=registry, **kwargs)
