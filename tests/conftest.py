@@ -79,6 +79,18 @@ def cli(capsys):
 
 
 @pytest.fixture
+def azure_offline(monkeypatch):
+    """For tests of the Azure path: a stray request to a real host fails loudly instead of leaving
+    the machine, and no credential or workspace comes from this machine's environment."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for key in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID",
+                "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
 def root():
     return ROOT
 

@@ -21,15 +21,7 @@ ENV_REF = f"azureml://registries/{REG}/environments/jobgen-pytorch-gpu/versions/
 REGISTRY_PATH = f"/resourceGroups/rg-registries/providers/Microsoft.MachineLearningServices/registries/{REG}"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    """A stray request to a real host fails loudly instead of leaving the machine."""
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for key in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID",
-                "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("azure_offline")
 
 
 @pytest.fixture

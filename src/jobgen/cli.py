@@ -659,6 +659,19 @@ def _workspace(args: argparse.Namespace, required: bool = True):
                              required=required)
 
 
+def _client(ws):
+    """MLClient for the workspace; a failure to make one (no credential, ...) said in one line."""
+    from . import cloud
+
+    try:
+        return cloud.make_client(ws)
+    except Exception as exc:  # noqa: BLE001
+        mapped = cloud.explain(exc, ws)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
 def _registry_args(args: argparse.Namespace) -> None:
     """--registry and --promote: what they go with, said before anything is read or sent."""
     from .spec import REGISTRY_NAME_RE
@@ -690,13 +703,7 @@ def _promote(args: argparse.Namespace) -> int:
               f"azureml://registries/{args.registry}/models/{name}/versions/{version}")
         return 0
     ws = _workspace(args)
-    try:
-        client = cloud.make_client(ws)
-    except Exception as exc:  # noqa: BLE001
-        mapped = cloud.explain(exc, ws)
-        if mapped is None:
-            raise
-        raise mapped from None
+    client = _client(ws)
     return cloud.promote(client, ws, args.promote, args.registry, json_out=args.json)
 
 
@@ -745,13 +752,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.dry_run:  # no network, no credential: the workspace only names ARM ids when it is known
         return cloud.submit(args.file, options, ws=_workspace(args, required=False))
     ws = _workspace(args)
-    try:
-        client = cloud.make_client(ws)
-    except Exception as exc:  # noqa: BLE001
-        mapped = cloud.explain(exc, ws)
-        if mapped is None:
-            raise
-        raise mapped from None
+    client = _client(ws)
     return cloud.submit(args.file, options, client=client, ws=ws)
 
 

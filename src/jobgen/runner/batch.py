@@ -353,12 +353,18 @@ def execute(plan: BatchPlan, say) -> Outcome:
         with lock:
             return queue.pop(0) if queue and not stop.is_set() else None
 
-    def work(worker: _Worker) -> None:
+    def started(worker: _Worker) -> bool:
+        """(Re)start a scoring process; an init() that fails stops the whole job, as in Azure."""
         try:
             worker.start()
+            return True
         except JobgenError as exc:
             errors.append(exc)
             stop.set()
+            return False
+
+    def work(worker: _Worker) -> None:
+        if not started(worker):
             return
         try:
             while (item := next_batch()) is not None:
@@ -367,13 +373,8 @@ def execute(plan: BatchPlan, say) -> Outcome:
                     answer = worker.score(number, files)
                     if "error" not in answer:
                         break
-                    if worker.proc is None or worker.proc.poll() is not None:
-                        try:
-                            worker.start()
-                        except JobgenError as exc:
-                            errors.append(exc)
-                            stop.set()
-                            return
+                    if (worker.proc is None or worker.proc.poll() is not None) and not started(worker):
+                        return
                     if attempt < s.max_retries:
                         with lock:
                             outcome.retries += 1
