@@ -291,4 +291,9 @@ def test_batch_flags_on_the_wrong_file_are_one_line(submit, fake, tmp_path):
     rc, out, err = submit(ENDPOINT_YML, "--set-default")
     assert "--set-default makes a batch deployment its endpoint's default" in _one_error_line(rc, err)
     rc, out, err = submit(BATCH / "deployment.yml")  # before its endpoint
-    assert "penguins-batch" in _one_error_line(rc, err) and not fake.batch_deployments
+    line = _one_error_line(rc, err)
+    assert "batch endpoint 'penguins-batch' not found" in line and "submit jobs/penguins-batch/endpoint.yml" in line
+    assert not fake.batch_deployments
+    (tmp_path / "a.csv").write_text("x\n")
+    rc, out, err = submit(BATCH / "endpoint.yml", "--invoke", tmp_path)  # an endpoint that does not exist
+    assert "batch endpoint 'penguins-batch' not found" in _one_error_line(rc, err) and not fake.batch_jobs

@@ -118,7 +118,7 @@ def test_an_unknown_registry_is_the_404_azure_answers_in_one_line(submit, fake):
 def test_a_registry_takes_no_job_endpoint_or_compute(submit, fake, rel, kind):
     fake.add_registry(REG)
     rc, out, err = submit(ROOT / rel, "--registry", REG)
-    _one_line(rc, err, f"a registry holds environments and components, not a {kind}")
+    _one_line(rc, err, f"submit --registry publishes environments and components, not a {kind}")
     assert fake.requests == []
 
 
@@ -244,3 +244,15 @@ def test_json_lines_name_the_registry(submit, fake):
     rc, out, err = submit("--promote", "penguins-mlp:3", "--registry", REG, "--json")
     assert rc == 0 and json.loads(out)["reference"] == f"azureml://registries/{REG}/models/penguins-mlp/versions/3"
     assert err == ""
+
+
+def test_a_curated_environment_stays_the_azureml_registrys():
+    """A component on a curated environment (azureml:AzureML-...) keeps it: curated environments live
+    in the azureml registry, not in the team's."""
+    from jobgen import cloud
+
+    options = cloud.SubmitOptions(registry=REG)
+    data = {"environment": "azureml:AzureML-sklearn-1.5:3"}
+    assert cloud.registry_options(TRAIN_YML, "command_component", data, options).sets == []
+    data = {"environment": "azureml:jobgen-pytorch-gpu:1"}
+    assert cloud.registry_options(TRAIN_YML, "command_component", data, options).sets == [f"environment={ENV_REF}"]

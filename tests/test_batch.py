@@ -18,7 +18,9 @@ from helpers.models import exported, model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
-MNIST = ROOT / "tests/corpus/azureml-examples/cli/endpoints/batch/deploy-models/mnist-classifier/deployment-torch"
+BATCH_EXAMPLES = ROOT / "tests/corpus/azureml-examples/cli/endpoints/batch/deploy-models"
+MNIST = BATCH_EXAMPLES / "mnist-classifier/deployment-torch"
+HEART = BATCH_EXAMPLES / "heart-classifier-mlflow/deployment-custom"
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,8 @@ def run(mini_batch):
             time.sleep(60)
         if name.startswith("skip"):
             continue
+        if name.startswith("crash"):
+            os._exit(3)
         out.append([name, len(Path(f).read_bytes())])
     return out
 """
@@ -144,7 +148,7 @@ def _inputs(folder: Path, names: list[str]) -> Path:
 
 
 def test_retries_timeouts_and_the_official_examples_list_output(cli, mnist, tmp_path):
-    data = _inputs(tmp_path / "in", ["a.png", "b.png", "bad.png", "skip.png", "slow.png"])
+    data = _inputs(tmp_path / "in", ["a.png", "b.png", "bad.png", "crash.png", "skip.png", "slow.png"])
     run_dir = tmp_path / "run"
     rc, out, err = cli("run", mnist, "--input", data, "--run-dir", run_dir, "--set", "settings.mini_batch_size=1",
                        "--set", "settings.retry_settings.timeout=2", "--set", "settings.retry_settings.max_retries=1")
@@ -153,9 +157,37 @@ def test_retries_timeouts_and_the_official_examples_list_output(cli, mnist, tmp_
     assert (run_dir / "outputs/score/predictions.csv").read_text() == "['a.png', 5]\n['b.png', 5]\n"
     assert "mini-batch 3: ValueError: cannot read bad.png; retry 1 of 1" in out
     assert "run() took longer than retry_settings.timeout (2 s); retry 1 of 1" in out
-    assert "Completed: 5 file(s), 2 row(s)" in out and "3 file(s) failed" in out
+    # a process that dies is started again (init() again) for the retry, as Azure restarts it
+    assert "mini-batch 4: the scoring process ended (exit 3); retry 1 of 1" in out
+    assert "Completed: 6 file(s), 2 row(s)" in out and "4 file(s) failed" in out
     result = json.loads((run_dir / "logs/job_result.txt").read_text())
-    assert result["retries"] == 2 and [f["mini_batch"] for f in result["failed_mini_batches"]] == [3, 5]
+    assert result["retries"] == 3 and [f["mini_batch"] for f in result["failed_mini_batches"]] == [3, 4, 6]
+    # AZUREML_MODEL_DIR holds the registered folder under its name, as the docs' scripts join it
+    mounted = run_dir / "azureml-models/mnist-classifier-torch/1/model"
+    assert mounted.resolve() == (mnist.parent / "model").resolve()
+
+
+def test_the_older_flat_batch_deployment_form_is_read_as_azure_reads_it(cli, tmp_path, models):
+    """The official heart-classifier custom deployment: batchDeployment without type:, its executor
+    settings beside model: (mini_batch_size 2, 2 nodes x 2 processes) and top-level
+    environment_variables, which that form sends."""
+    folder = tmp_path / "heart"
+    shutil.copytree(HEART, folder)
+    (folder / "code" / "batch_driver.py").write_text(DRIVER.replace(
+        "def run(", "def run_env():\n    return os.environ['GREETING']\n\n\ndef run(").replace(
+        "out.append([name, len(Path(f).read_bytes())])", "out.append([name, run_env()])"))
+    deployment = folder / "deployment.yml"
+    deployment.write_text(deployment.read_text() + "environment_variables:\n  GREETING: hello\n")
+    data = _inputs(tmp_path / "in", ["a.csv", "b.csv", "c.csv"])
+    run_dir = tmp_path / "run"
+    rc, out, err = cli("run", deployment, "--input", data, "--data", f"heart-classifier={models['penguins']}",
+                       "--run-dir", run_dir, "--json")
+    assert rc == 0, err + out
+    result = json.loads(out)
+    assert result["mini_batches"] == 2 and result["files"] == 3
+    assert (run_dir / "outputs/score/predictions.csv").read_text().splitlines() == [
+        "['a.csv', 'hello']", "['b.csv', 'hello']", "['c.csv', 'hello']"]
+    assert len(list((run_dir / "logs/user").rglob("process*.txt"))) == 4
 
 
 def test_more_failed_files_than_the_error_threshold_fail_the_job(cli, mnist, tmp_path):

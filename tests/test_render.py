@@ -91,7 +91,7 @@ def test_rendered_files_load_with_azure_ai_ml(cli, checkout, name):
 
     loaders["pipeline.yml"] = loaders["sweep.yml"] = load_job
     loaders["schedule.yml"] = load_function("schedule")  # not exported by azure-ai-ml
-    batch = "deployment.yml" in files and "batchDeployment" in files["deployment.yml"].splitlines()[0]
+    batch = "deployment.yml" in files and "BatchDeployment" in files["deployment.yml"].splitlines()[0]
     loaders["endpoint.yml"] = load_function("batch_endpoint" if batch else "online_endpoint")
     loaders["deployment.yml"] = load_function("model_batch_deployment" if batch else "online_deployment")
     for fname in files:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import jobsettings, paths
+from .azml.kinds import BATCH_DEPLOYMENTS
 from .azml.model import compute_names
 from .errors import JobgenError
 
@@ -192,7 +193,8 @@ def explain(exc: BaseException, ws: Workspace | None, context: dict[str, Any] | 
                                hint=f"create it from the data asset YAML: python generator.py submit "
                                     f"{context.get('data_yaml', 'data.yml')} (or az ml data create -f data.yml)")
         if kind == "endpoint":
-            return JobgenError(f"online endpoint '{context.get('endpoint', '?')}' not found", where=where,
+            return JobgenError(f"{context.get('endpoint_kind', 'online')} endpoint '{context.get('endpoint', '?')}' "
+                               "not found", where=where,
                                hint=f"create it first: python generator.py submit "
                                     f"{context.get('endpoint_yaml', 'endpoint.yml')}")
         if kind == "model":
@@ -313,7 +315,8 @@ def _message(exc: BaseException) -> str:
 
 
 NOT_FOUND_PARTS = (("compute", "/computes/"), ("data", "/data/"), ("environment", "/environments/"),
-                   ("endpoint", "/onlineendpoints/"), ("model", "/models/"), ("job", "/jobs/"))
+                   ("endpoint", "/onlineendpoints/"), ("endpoint", "/batchendpoints/"), ("model", "/models/"),
+                   ("job", "/jobs/"))
 
 
 def _not_found_kind(exc: BaseException, text: str, context: dict) -> str:
@@ -351,7 +354,6 @@ SUBMITTABLE = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_
                "data", "command_component", "pipeline_component", "spark_component", "parallel_component", "model",
                "online_endpoint", "online_deployment", "schedule", "batch_endpoint", "model_batch_deployment",
                "batch_deployment")
-BATCH_DEPLOYMENTS = ("model_batch_deployment", "batch_deployment")
 JOB_KINDS = ("command_job", "pipeline_job", "sweep_job", "spark_job", "automl_job")
 
 
@@ -546,14 +548,18 @@ def submit(path: Path, options: SubmitOptions, client=None, ws: Workspace | None
         out.write(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
         return 0
     context = {"data_yaml": _display_sibling(path, "data"), "environment_yaml": _display_sibling(path, "environment")}
-    if kind == "online_deployment":
+    if kind == "online_deployment" or kind in BATCH_DEPLOYMENTS:
         model = str(data.get("model") or "")
         context["model_ref"] = model
         in_registry = re.match(r"^azureml://registries/[^/]+/models/([^/]+)/", model)
         context["model"] = in_registry.group(1) if in_registry else \
             model.removeprefix("azureml:").split("@")[0].split(":")[0]
         context["endpoint"] = str(data.get("endpoint_name") or "?")
-        context["endpoint_yaml"] = _display_sibling(path, "online_endpoint")
+        context["endpoint_kind"] = "online" if kind == "online_deployment" else "batch"
+        context["endpoint_yaml"] = _display_sibling(path, "online_endpoint" if kind == "online_deployment"
+                                                    else "batch_endpoint")
+    if kind == "batch_endpoint":
+        context.update(endpoint=entity.name, endpoint_kind="batch", endpoint_yaml=paths.display(path))
     if options.registry:
         context["registry"] = options.registry
     real_stderr, real_stdout = sys.stderr, sys.stdout
@@ -601,13 +607,14 @@ def registry_options(path: Path, kind: str, data: dict, options: SubmitOptions) 
         hint = ("a model reaches a registry by promotion: python generator.py submit --promote NAME:VERSION "
                 f"--registry {options.registry}") if kind == "model" else \
             "publish its environment and components to the registry; the workspace runs or serves them"
-        raise JobgenError(f"a registry holds environments and components, not a {what}", where=f"{shown} --registry",
+        raise JobgenError(f"submit --registry publishes environments and components, not a {what}",
+                          where=f"{shown} --registry",
                           hint=hint)
     if not kind.endswith("_component") or any(s.split("=", 1)[0].strip() == "environment" for s in options.sets):
         return options
     env = data.get("environment")
     match = WORKSPACE_ENV_RE.match(env) if isinstance(env, str) else None
-    if match is None:
+    if match is None or match.group("name").startswith("AzureML-"):  # curated: the azureml registry's already
         return options
     if not match.group("version"):
         raise JobgenError(f"the component's environment {env} names no version, and a registry's component pins "
@@ -671,8 +678,8 @@ def promote(client, ws: Workspace, model: str, registry: str, out=None, err=None
             raise JobgenError(f"model {name} version {version} is not registered in workspace {ws.name}",
                               where="--promote", hint=f"list its versions: az ml model list -n {name} (the training "
                                                       "pipeline's register step registers one)") from None
-        shared = client.models.share(name=name, version=version, registry_name=registry, share_with_name=name,
-                                     share_with_version=version)
+        client.models.share(name=name, version=version, registry_name=registry, share_with_name=name,
+                            share_with_version=version)
     except JobgenError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -686,7 +693,7 @@ def promote(client, ws: Workspace, model: str, registry: str, out=None, err=None
         raise mapped from None
     finally:
         sys.stderr = real_stderr
-    reference = getattr(shared, "id", None) or reference
+    # the reference deployments use (the share operation's answer may carry the registry's ARM id instead)
     if json_out:
         out.write(json.dumps({"model": name, "version": version, "registry": registry, "reference": reference},
                              indent=2) + "\n")

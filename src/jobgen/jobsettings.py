@@ -105,3 +105,71 @@ def cron_problem(expression: Any) -> str | None:
                 if not low <= int(number) <= high:
                     return f"{name} {number} is outside {low}-{high}"
     return None
+
+
+# ------------------------------------------------------------------ batch deployments
+
+# Azure's defaults for a batch deployment's settings, and the smallest value each can take.
+BATCH_DEFAULTS = {"mini_batch_size": 10, "max_concurrency_per_instance": 1, "error_threshold": -1,
+                  "output_action": "append_row", "output_file_name": "predictions.csv"}
+RETRY_DEFAULTS = {"max_retries": 3, "timeout": 30}
+_BATCH_LEAST = (("mini_batch_size", 1, "files per run() call"),
+                ("max_concurrency_per_instance", 1, "scoring processes per node"),
+                ("error_threshold", -1, "failed files tolerated, -1 for any number"))
+_RETRY_LEAST = (("max_retries", 0, "retries of a mini-batch"), ("timeout", 1, "seconds per run() call"))
+
+
+def batch_block(data: dict) -> tuple[dict, tuple[str, ...]]:
+    """Where a batch deployment keeps its executor settings, and that place's path: under
+    `settings:` (modelBatchDeployment, and batchDeployment with type: model), or at the top in the
+    older batchDeployment form (mini_batch_size, retry_settings, ... beside model:), which
+    azure-ai-ml still loads and sends."""
+    if isinstance(data.get("settings"), dict):
+        return data["settings"], ("settings",)
+    return data, ()
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        return None
+    return int(value)
+
+
+def batch_problems(data: dict) -> list[tuple[tuple[str, ...], str, str]]:
+    """(path, message, hint) for each setting the batch executor cannot run with: azure-ai-ml
+    checks output_action and its file name, not these numbers. Placeholders are the caller's to skip."""
+    block, at = batch_block(data)
+    retry = block.get("retry_settings") if isinstance(block.get("retry_settings"), dict) else {}
+    resources = data.get("resources") if isinstance(data.get("resources"), dict) else {}
+    found = []
+    for source, prefix, checks in ((block, at, _BATCH_LEAST), (retry, (*at, "retry_settings"), _RETRY_LEAST),
+                                   (resources, ("resources",), (("instance_count", 1, "nodes"),))):
+        for key, least, meaning in checks:
+            value = source.get(key)
+            if value is None:
+                continue
+            number = _whole(value)
+            if number is None or number < least:
+                found.append(((*prefix, key), f"{key} {value!r} cannot run: it counts {meaning}",
+                              f"use a whole number of at least {least}"))
+    return found
+
+
+def batch_settings(data: dict) -> dict[str, Any]:
+    """The executor's settings with Azure's defaults (after batch_problems found nothing)."""
+    block, _ = batch_block(data)
+    retry = block.get("retry_settings") if isinstance(block.get("retry_settings"), dict) else {}
+    resources = data.get("resources") if isinstance(data.get("resources"), dict) else {}
+    out: dict[str, Any] = {key: block.get(key, default) for key, default in BATCH_DEFAULTS.items()}
+    out.update({key: retry.get(key, default) for key, default in RETRY_DEFAULTS.items()})
+    for key in ("mini_batch_size", "max_concurrency_per_instance", "error_threshold", "max_retries"):
+        out[key] = _whole(out[key])
+    out["timeout"] = float(out["timeout"])
+    out["instance_count"] = _whole(resources.get("instance_count", 1))
+    out["output_action"] = str(out["output_action"] or "append_row").lower()
+    out["output_file_name"] = str(out["output_file_name"] or "predictions.csv")
+    env = block.get("environment_variables")
+    out["environment_variables"] = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+    return out

@@ -476,7 +476,7 @@ def _registry_model(c: _Collector, model: str | None, registry: str | None, wher
         c.error(where, f"'{model}' asks registry {registry} for the latest version, but a deployment "
                                   "from a registry pins the version it serves",
                 f"promote one: python generator.py submit --promote {name}:VERSION --registry {registry}, then "
-                f"endpoint.model: azureml:{name}:VERSION", rules.REFERENCE)
+                f"{where}: azureml:{name}:VERSION", rules.REFERENCE)
         return None
     return f"azureml://registries/{registry}/models/{name}/versions/{version}"
 
@@ -1404,7 +1404,7 @@ def _scoring_parts(c: _Collector, v: dict, section: str, code: Path | None, scri
 BATCH_SETTINGS = ("enabled", "name", "description", "deployment", "model", "instance_count",
                   "max_concurrency_per_instance", "mini_batch_size", "output_file_name", "error_threshold",
                   "retry_settings", "logging_level", "scoring_script", "onnx_variant", "image", "python", "pip")
-LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOGGING_LEVELS = ("debug", "info", "warning")  # what the batch deployment reference allows
 
 
 def _batch(c: _Collector, v: dict, code: Path | None, cluster_v: dict,

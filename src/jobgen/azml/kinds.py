@@ -68,6 +68,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("feature_store_entity", "load_feature_store_entity", None, "asset"),
 ]}
 
+# Batch deployments that score files with a model (what `run --input` and `submit --set-default` take).
+BATCH_DEPLOYMENTS = ("model_batch_deployment", "batch_deployment")
+
 # $schema file names (lower case, without .schema.json / .json) -> kind. The names Azure publishes
 # under azuremlschemas.azureedge.net/latest/ and the SDK's own (http://azureml/sdk-2-0/X.json).
 SCHEMAS = {

@@ -1004,27 +1004,12 @@ class Checker:
             self.report(R.BATCH_DROPPED, ("environment_variables",), "azure-ai-ml drops a model batch deployment's "
                         "top-level environment_variables: the scoring processes never see them",
                         "move them under settings: (settings.environment_variables)")
-        settings = d.get("settings") if isinstance(d.get("settings"), dict) else {}
-        retry = settings.get("retry_settings") if isinstance(settings.get("retry_settings"), dict) else {}
-        for path, value, lowest, meaning in (
-                (("settings", "mini_batch_size"), settings.get("mini_batch_size"), 1, "files per run() call"),
-                (("settings", "max_concurrency_per_instance"), settings.get("max_concurrency_per_instance"), 1,
-                 "scoring processes per node"),
-                (("settings", "error_threshold"), settings.get("error_threshold"), -1,
-                 "failed files tolerated, -1 for any number"),
-                (("settings", "retry_settings", "max_retries"), retry.get("max_retries"), 0, "retries of a mini-batch"),
-                (("settings", "retry_settings", "timeout"), retry.get("timeout"), 1, "seconds per run() call"),
-                (("resources", "instance_count"), (d.get("resources") or {}).get("instance_count")
-                 if isinstance(d.get("resources"), dict) else None, 1, "nodes")):
-            if value is None or has_placeholder(value):
-                continue
-            number = value
-            if isinstance(value, str) and path[-1] == "mini_batch_size" and value.strip().isdigit():
-                number = int(value)
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < lowest \
-                    or not float(number).is_integer():
-                self.report(R.BATCH_SETTINGS, path, f"{path[-1]} {value!r} cannot run: it counts {meaning}",
-                            f"use a whole number of at least {lowest}")
+        for path, message, hint in jobsettings.batch_problems(d):
+            value: Any = d
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if not has_placeholder(value):
+                self.report(R.BATCH_SETTINGS, path, message, hint)
 
     def deployment_files(self) -> None:
         """An online or batch deployment's scoring script, local model path and references."""

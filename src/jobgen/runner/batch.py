@@ -9,8 +9,8 @@ as Azure's batch executor scores it (docs: "Author scoring scripts for batch dep
   folder) and the deployment's settings.environment_variables set (a top-level
   environment_variables never reaches Azure: azure-ai-ml drops it, lint's JG112).
 - A mini-batch whose run() raises, crashes its process or outlives `retry_settings.timeout` is
-  retried `retry_settings.max_retries` times (the process is restarted, init() again); then its
-  files count as failed. A run() that returns fewer rows than it was given files counts the
+  retried `retry_settings.max_retries` times (a process that crashed or was stopped for its timeout
+  is started again, with init()); then its files count as failed. A run() that returns fewer rows than it was given files counts the
   difference as failed. More failed files than `settings.error_threshold` (-1: no limit) fail the
   job, as in Azure.
 - append_row: what run() returned, appended to outputs/score/<output_file_name> (Azure's
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import JobgenError
+from ..jobsettings import batch_block, batch_problems, batch_settings
 from . import rundir
 from .catalog import Catalog
 
@@ -90,37 +92,22 @@ class BatchPlan:
                 else "summary_only (the script writes its own files)", "run_dir": str(self.run_dir)}
 
 
-def _number(value: Any, where: str, problems: list[str], default, minimum, kind=int):
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-        problems.append(f"{where} must be a {'whole ' if kind is int else ''}number, got {value!r}")
-        return default
-    if value < minimum:
-        problems.append(f"{where} must be at least {minimum}, got {value}")
-        return default
-    return kind(value)
-
-
-def settings_of(data: dict, problems: list[str]) -> Settings:
-    s = data.get("settings") if isinstance(data.get("settings"), dict) else {}
-    retry = s.get("retry_settings") if isinstance(s.get("retry_settings"), dict) else {}
-    resources = data.get("resources") if isinstance(data.get("resources"), dict) else {}
-    action = str(s.get("output_action") or "append_row").lower()
+def settings_of(data: dict, where: str, problems: list[str]) -> Settings:
+    """The executor's settings with Azure's defaults; what it cannot run with goes to ``problems``
+    (the facts lint's JG111 reports, from jobsettings)."""
+    found = batch_problems(data)
+    action = str(batch_block(data)[0].get("output_action") or "append_row").lower()
     if action not in ("append_row", "summary_only"):
-        problems.append(f"settings.output_action '{action}' is not append_row or summary_only")
-    mini = s.get("mini_batch_size")
-    if isinstance(mini, str) and mini.strip().isdigit():
-        mini = int(mini)
-    return Settings(
-        mini_batch_size=_number(mini, "settings.mini_batch_size", problems, 10, 1),
-        max_concurrency_per_instance=_number(s.get("max_concurrency_per_instance"),
-                                             "settings.max_concurrency_per_instance", problems, 1, 1),
-        instance_count=_number(resources.get("instance_count"), "resources.instance_count", problems, 1, 1),
-        output_action=action, output_file_name=str(s.get("output_file_name") or "predictions.csv"),
-        error_threshold=_number(s.get("error_threshold"), "settings.error_threshold", problems, -1, -1),
-        max_retries=_number(retry.get("max_retries"), "settings.retry_settings.max_retries", problems, 3, 0),
-        timeout=_number(retry.get("timeout"), "settings.retry_settings.timeout", problems, 30.0, 1, kind=float))
+        found.append((("output_action",), f"output_action '{action}' is not append_row or summary_only", ""))
+    problems.extend(f"{where}: {'.'.join(path)}: {message}" + (f" (hint: {hint})" if hint else "")
+                    for path, message, hint in found)
+    if found:
+        return Settings()
+    s = batch_settings(data)
+    return Settings(mini_batch_size=s["mini_batch_size"], max_concurrency_per_instance=s["max_concurrency_per_instance"],
+                    instance_count=s["instance_count"], output_action=s["output_action"],
+                    output_file_name=s["output_file_name"], error_threshold=s["error_threshold"],
+                    max_retries=s["max_retries"], timeout=s["timeout"])
 
 
 def input_files(target: Path) -> list[Path]:
@@ -137,9 +124,14 @@ def registered_model(name: str, version: str | None, where: str) -> Path:
 
     from .run import mlflow_store
 
+    try:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise JobgenError(f"model '{name}' is not in the local data catalog, and MLflow (to read the local model "
+                          "registry) is not installed", where=where,
+                          hint=f"pip install -e '.[train]' (make does), or pass --data {name}=MODEL_DIR") from None
     uri = mlflow_store()
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
@@ -171,8 +163,9 @@ def resolve_model(ref: Any, base: Path, catalog: Catalog, where: str) -> tuple[P
     from .catalog import _REF, _REGISTRY
 
     if isinstance(ref, dict):
-        if ref.get("path"):
-            return _local(base, str(ref["path"]), where), str(ref["path"])
+        if ref.get("path"):  # an inline model: registered at deployment as <name>, version 1
+            return _local(base, str(ref["path"]), where), f"{ref.get('name') or 'model'}:{ref.get('version') or 1} " \
+                f"from {ref['path']}"
         ref = f"azureml:{ref.get('name')}" + (f":{ref['version']}" if ref.get("version") else "@latest")
     text = str(ref or "")
     if not text:
@@ -221,7 +214,7 @@ def plan(path: Path, data: dict, catalog: Catalog, given_input: str | None, run_
         raise JobgenError(f"cannot run a {data.get('type')} batch deployment here", where=where,
                           hint="a pipeline component deployment runs as its pipeline: generator.py run the "
                                "pipeline job YAML")
-    settings = settings_of(data, problems)
+    settings = settings_of(data, where, problems)
     config = data.get("code_configuration") if isinstance(data.get("code_configuration"), dict) else {}
     code = (base / str(config.get("code") or ".")).resolve()
     script = str(config.get("scoring_script") or "")
@@ -242,8 +235,7 @@ def plan(path: Path, data: dict, catalog: Catalog, given_input: str | None, run_
                     problems.append(f"--input {given_input}: the folder holds no files to score")
         except JobgenError as exc:
             problems.append(exc.line())
-    given = (data.get("settings") or {}).get("environment_variables") if isinstance(data.get("settings"), dict) else None
-    env = {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}  # what azure-ai-ml sends
+    env = {} if problems else batch_settings(data)["environment_variables"]  # what azure-ai-ml sends
     if problems:
         raise Refused(problems)
     size = settings.mini_batch_size
@@ -255,33 +247,55 @@ def plan(path: Path, data: dict, catalog: Catalog, given_input: str | None, run_
 # ------------------------------------------------------------------ running
 
 class _Worker:
-    """One scoring process: node `node`, process `index` on it."""
+    """One scoring process (node `node`, process `index` on it), started under the runner's guard
+    (guard.py): what the script starts is ended with it, and everything ends when the runner dies."""
 
-    def __init__(self, plan: BatchPlan, node: int, index: int, env: dict[str, str]):
-        self.plan, self.node, self.index, self.env = plan, node, index, env
+    def __init__(self, plan: BatchPlan, node: int, index: int, env: dict[str, str], stopping: threading.Event):
+        self.plan, self.node, self.index, self.env, self.stopping = plan, node, index, env, stopping
         self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
         self.log = plan.run_dir / "logs" / "user" / f"node-{node}" / f"process{index:02d}.txt"
 
     def start(self) -> None:
+        from .launch import GUARD, lifeline
+
         self.log.parent.mkdir(parents=True, exist_ok=True)
         code = self.plan.run_dir / "code"
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(self.log), str(code / self.plan.script)],
-                                     cwd=code, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1, start_new_session=True)
+        fd = lifeline()
+        with self.lock:
+            if self.stopping.is_set():
+                raise JobgenError("the job is stopping", where=paths.display(self.log))
+            self.proc = subprocess.Popen(
+                [sys.executable, "-S", "-E", str(GUARD), str(fd), "--", sys.executable, str(WORKER), str(self.log),
+                 str(code / self.plan.script)], cwd=code, env=self.env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True, pass_fds=(fd,))
         answer = self.receive(START_TIMEOUT)
         if answer is None or "init_error" in answer:
-            detail = answer.get("init_error") if answer else "the process ended or did not answer"
+            ended = self.proc.poll() is not None
             self.stop()
+            detail = answer["init_error"] if answer else "its process ended" if ended else \
+                f"it did not finish within {START_TIMEOUT:g} s"
             raise JobgenError(f"init() of the scoring script failed: {detail}", where=paths.display(self.log),
-                              hint="its traceback is in this log; fix the script or the model folder")
+                              hint="its output and traceback are in this log; fix the script or the model folder")
 
     def receive(self, timeout: float) -> dict | None:
+        """The worker's next answer, or None when it ended (then it is waited for) or stayed silent
+        ``timeout`` seconds. It writes each answer as one line at once, so a begun line arrives whole."""
         assert self.proc is not None and self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not ready:
             return None
         line = self.proc.stdout.readline()
-        return json.loads(line) if line else None
+        try:
+            answer = json.loads(line) if line else None
+        except ValueError:  # cut short: the process died while writing
+            answer = None
+        if answer is None:
+            try:
+                self.proc.wait(timeout=10)  # the pipe closed: the process is ending
+            except subprocess.TimeoutExpired:
+                pass
+        return answer
 
     def score(self, number: int, files: list[Path]) -> dict:
         """One mini-batch: {"lines", "returned"} or {"error"} (a crash and a timeout are errors)."""
@@ -299,17 +313,28 @@ class _Worker:
                     f"run() took longer than retry_settings.timeout ({self.plan.settings.timeout:g} s)"}
         return answer
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM to the guard (it passes it on to everything under it), SIGKILL after ``grace``."""
+        with self.lock:
+            proc = self.proc
+        if proc is None or proc.poll() is not None:
             return
         try:
-            os.killpg(self.proc.pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
+            proc.terminate()
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive:
             try:
                 self.proc.stdin.close()  # the worker's loop ends and calls shutdown()
                 self.proc.wait(timeout=30)
@@ -326,11 +351,33 @@ class Outcome:
     rows: int = 0
 
 
+def model_mount(plan: BatchPlan) -> Path:
+    """AZUREML_MODEL_DIR as a deployment sees it: .../azureml-models/<name>/<version>/ holding the
+    registered folder (or file) under its own name, so that a script written as the docs write it
+    (os.path.join(os.environ["AZUREML_MODEL_DIR"], "model")) finds it. A model from the local MLflow
+    registry is its logged "model" folder (MLflow keeps it as .../artifacts)."""
+    from .catalog import _REF, _REGISTRY
+
+    inline = re.match(r"^(?P<name>[^:\s]+):(?P<version>\S+) from ", plan.model_ref)
+    match = inline or _REF.match(plan.model_ref) or _REGISTRY.match(plan.model_ref)
+    groups = match.groupdict() if match else {}
+    name = groups.get("name") or "model"
+    version = groups.get("version") or groups.get("v") or "1"
+    folder = plan.run_dir / "azureml-models" / name / version
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / ("model" if plan.model.name == "artifacts" else plan.model.name)
+    if not link.is_symlink():
+        link.symlink_to(plan.model, target_is_directory=plan.model.is_dir())
+    return folder
+
+
 def _environment(plan: BatchPlan) -> dict[str, str]:
-    env = dict(os.environ)
+    from .launch import clean_environment
+
+    env = clean_environment()
     env.update(plan.env)
     code = str(plan.run_dir / "code")
-    env.update({"AZUREML_MODEL_DIR": str(plan.model), "AZUREML_BI_OUTPUT_PATH": str(output_dir(plan)),
+    env.update({"AZUREML_MODEL_DIR": str(model_mount(plan)), "AZUREML_BI_OUTPUT_PATH": str(output_dir(plan)),
                 "PYTHONPATH": code + os.pathsep + env.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"})
     return env
 
@@ -341,12 +388,13 @@ def output_dir(plan: BatchPlan) -> Path:
 
 def execute(plan: BatchPlan, say) -> Outcome:
     """Every mini-batch through the pool of scoring processes; stops early when the failed files
-    pass the error threshold."""
+    pass the error threshold, when a process's init() fails, or on Ctrl-C / SIGTERM (the processes
+    are stopped, none is started again)."""
     env = _environment(plan)
     s = plan.settings
     queue = list(enumerate(plan.mini_batches, 1))
     outcome, lock, stop = Outcome(), threading.Lock(), threading.Event()
-    errors: list[JobgenError] = []
+    errors: list[BaseException] = []
     done = [0]
 
     def next_batch():
@@ -359,43 +407,51 @@ def execute(plan: BatchPlan, say) -> Outcome:
             worker.start()
             return True
         except JobgenError as exc:
-            errors.append(exc)
+            if not stop.is_set():
+                errors.append(exc)
             stop.set()
             return False
 
+    def finish(number: int, files: list[Path], answer: dict) -> None:
+        with lock:
+            done[0] += len(files)
+            if "error" in answer:
+                outcome.failed_files += len(files)
+                outcome.failed_batches.append((number, answer["error"]))
+            else:
+                outcome.lines[number] = answer["lines"]
+                outcome.rows += len(answer["lines"])
+                outcome.failed_files += max(0, len(files) - int(answer["returned"]))
+            if 0 <= s.error_threshold < outcome.failed_files:
+                stop.set()
+            say(f"[batch] mini-batch {number}/{len(plan.mini_batches)} "
+                f"{'failed' if 'error' in answer else 'done'}: {done[0]}/{len(plan.files)} files")
+
     def work(worker: _Worker) -> None:
-        if not started(worker):
-            return
         try:
+            if not started(worker):
+                return
             while (item := next_batch()) is not None:
                 number, files = item
                 for attempt in range(s.max_retries + 1):
                     answer = worker.score(number, files)
-                    if "error" not in answer:
+                    if "error" not in answer or stop.is_set():
                         break
-                    if (worker.proc is None or worker.proc.poll() is not None) and not started(worker):
+                    if not worker.alive and not started(worker):
                         return
                     if attempt < s.max_retries:
                         with lock:
                             outcome.retries += 1
                         say(f"[batch] mini-batch {number}: {answer['error']}; retry {attempt + 1} of {s.max_retries}")
-                with lock:
-                    done[0] += len(files)
-                    if "error" in answer:
-                        outcome.failed_files += len(files)
-                        outcome.failed_batches.append((number, answer["error"]))
-                    else:
-                        outcome.lines[number] = answer["lines"]
-                        outcome.rows += len(answer["lines"])
-                        outcome.failed_files += max(0, len(files) - int(answer["returned"]))
-                    if 0 <= s.error_threshold < outcome.failed_files:
-                        stop.set()
-                    say(f"[batch] mini-batch {number}/{len(plan.mini_batches)} "
-                        f"{'failed' if 'error' in answer else 'done'}: {done[0]}/{len(plan.files)} files")
+                if not stop.is_set() or "error" not in answer:
+                    finish(number, files, answer)
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not pass for a completed job
+            errors.append(exc)
+            stop.set()
         finally:
             worker.close()
 
-    workers = [_Worker(plan, node, index, env) for node in range(s.instance_count)
+    workers = [_Worker(plan, node, index, env, stop) for node in range(s.instance_count)
                for index in range(s.max_concurrency_per_instance)]
     threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in workers]
     try:
@@ -406,10 +462,15 @@ def execute(plan: BatchPlan, say) -> Outcome:
     except KeyboardInterrupt:
         stop.set()
         for w in workers:
-            w.stop()
+            w.stop(grace=2.0)
+        for t in threads:
+            t.join(timeout=10)
         raise
     if errors:
         raise errors[0]
+    missing = len(plan.mini_batches) - len(outcome.lines) - len(outcome.failed_batches)
+    if missing and not stop.is_set():  # pragma: no cover - every mini-batch ends done or failed
+        raise RuntimeError(f"{missing} mini-batch(es) neither scored nor failed")
     return outcome
 
 
@@ -436,11 +497,9 @@ def summary(plan: BatchPlan, outcome: Outcome, status: str, seconds: float, writ
             "output": str(written) if written else None, "run_dir": str(plan.run_dir)}
 
 
-def run(path: Path, data: dict, catalog: Catalog, options, run_dir: Path) -> int:
-    """Plan, claim the run folder, snapshot the code, score, write the output file and the summary."""
-    from .snapshot import snapshot
-
-    batch_plan = plan(path, data, catalog, options.input, run_dir)
+def run(path: Path, batch_plan: BatchPlan, options) -> int:
+    """Claim the run folder, snapshot the code, score, write the output file and the summary."""
+    run_dir = batch_plan.run_dir
     quiet, as_json = options.quiet, options.json
 
     def say(text: str) -> None:
@@ -451,18 +510,41 @@ def run(path: Path, data: dict, catalog: Catalog, options, run_dir: Path) -> int
         print(json.dumps(batch_plan.describe(), indent=2))
         return 0
     rundir.claim(run_dir, path)
+    lock = rundir.Lock(run_dir).acquire()
+    try:
+        return _score(batch_plan, say, as_json)
+    finally:
+        lock.release()
+
+
+def _score(batch_plan: BatchPlan, say, as_json: bool) -> int:
+    from .snapshot import snapshot
+
+    run_dir = batch_plan.run_dir
     snapshot(batch_plan.code, run_dir / "code")
     s = batch_plan.settings
     say(f"[batch] {batch_plan.deployment}: {len(batch_plan.files)} file(s) in {len(batch_plan.mini_batches)} "
         f"mini-batch(es) of {s.mini_batch_size}, {s.instance_count} node(s) x {s.max_concurrency_per_instance} "
         f"scoring process(es); model {batch_plan.model_ref}")
     start = time.monotonic()
-    outcome = execute(batch_plan, say)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        outcome = execute(batch_plan, say)
+    except (JobgenError, KeyboardInterrupt) as exc:  # init() failed, or Ctrl-C: the job ends, its summary says so
+        status = "Canceled" if isinstance(exc, KeyboardInterrupt) else "Failed"
+        result = summary(batch_plan, Outcome(), status, time.monotonic() - start, None)
+        result["message"] = "stopped (Ctrl-C)" if status == "Canceled" else exc.line()
+        (run_dir / "logs" / "job_result.txt").write_text(json.dumps(result, indent=2) + "\n")
+        if status == "Canceled":
+            raise
+        if as_json:
+            print(json.dumps(result, indent=2))
+            return 1
+        raise
     over = 0 <= s.error_threshold < outcome.failed_files
     status = "Failed" if over else "Completed"
     written = write_outputs(batch_plan, outcome)
     result = summary(batch_plan, outcome, status, time.monotonic() - start, written)
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     (run_dir / "logs" / "job_result.txt").write_text(json.dumps(result, indent=2) + "\n")
     line = (f"{status}: {len(batch_plan.files)} file(s), {outcome.rows} row(s)" +
             (f" in {paths.display(written)}" if written else "") +

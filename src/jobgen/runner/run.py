@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .. import paths
+from ..azml.kinds import BATCH_DEPLOYMENTS
 from ..errors import JobgenError
 from ..values import apply_sets
 from ..yamlio import load_located, read_text
@@ -31,7 +32,6 @@ from .schedule import RunContext, Scheduler
 from .tasks import TaskResult
 
 RUNNABLE = ("command_job", "pipeline_job", "sweep_job")
-BATCH_DEPLOYMENTS = ("batch_deployment", "model_batch_deployment")  # runner/batch.py scores them
 
 
 @dataclass
@@ -146,11 +146,11 @@ class Runner:
         if self.options.lint and not self.options.dry_run:
             self.lint(text)
         name = str(data.get("name") or self.path.stem)
-        run_dir = self.run_dir(name)
         try:
-            return batch.run(self.path, data, self.catalog(), self.options, run_dir)
+            batch_plan = batch.plan(self.path, data, self.catalog(), self.options.input, self.run_dir(name))
         except JobgenError as exc:
             return self.refuse(exc)
+        return batch.run(self.path, batch_plan, self.options)
 
     def run_dir(self, name: str) -> Path:
         from .tasks import slug

@@ -49,7 +49,10 @@ def _nearest(root: Path, name: str, near: Path | None = None) -> Path | None:
     """``name`` under ``root``: in ``near`` when it is there, else the shallowest match."""
     if near is not None and (near / name).is_file():
         return near / name
-    found = sorted(Path(root).rglob(name), key=lambda p: (len(p.parts), str(p)))
+    # os.walk follows links to folders (Path.rglob does not, before Python 3.13): a model folder may be
+    # a link, as where the local runners mount a registered model the way Azure does
+    found = sorted((Path(folder) / name for folder, _, files in os.walk(root, followlinks=True) if name in files),
+                   key=lambda p: (len(p.parts), str(p)))
     return found[0] if found else None
 
 
