@@ -403,3 +403,24 @@ def test_a_pipeline_steps_queue_settings_and_identity_are_judged_where_the_step_
     found = {(Path(d.path).name, d.rule, d.line) for d in lint_paths(sorted(tmp_path.iterdir()), azure=False)}
     assert ("on-cluster.yml", "JG067", 10) in found
     assert ("serverless.yml", "JG068", 11) in found
+
+
+def test_a_sweep_whose_trial_names_a_vm_size_is_serverless_for_its_identity(tmp_path):
+    """A sweep without compute whose trial gives resources.instance_type runs on serverless compute:
+    a managed identity without an id of one cannot work there (JG068)."""
+    text = SWEEP.replace("compute: azureml:cpu\n", "") + "  resources: {instance_type: Standard_E4s_v3}\n" \
+        "search_space: {lr: {type: uniform, min_value: 0.01, max_value: 0.1}}\nidentity: {type: managed}\n"
+    (tmp_path / "sweep.yml").write_text(text)
+    found = [d for d in lint_paths([tmp_path / "sweep.yml"], azure=False) if d.rule == "JG068"]
+    assert found and found[0].line == 10
+
+
+def test_a_key_file_in_a_docker_build_context_is_found_as_in_a_code_folder(tmp_path):
+    """The build context is uploaded whole for the image build: a private key in it is JG024."""
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "Dockerfile").write_text("FROM python:3.11\n")
+    (tmp_path / "docker" / ".env").write_text("TOKEN=x\n")
+    (tmp_path / "env.yml").write_text(f"$schema: {SCHEMA}environment.schema.json\nname: e\nbuild:\n  path: docker\n")
+    found = [d for d in lint_paths([tmp_path / "env.yml"], azure=False) if d.rule == "JG024"]
+    assert found and "build context 'docker' holds .env" in found[0].format()
+    assert "move it out of the build context" in found[0].format()

@@ -50,7 +50,7 @@ CODE_MISSING = _rule("JG020", ERROR, "the code folder does not exist")
 CODE_LINK = _rule("JG021", ERROR, "a link in the code folder that points outside it, nowhere, or at itself")
 CODE_TOO_LARGE = _rule("JG022", ERROR, "a code snapshot over 300 MB (Azure refuses it)")
 SCRIPT_MISSING = _rule("JG023", ERROR, "the command's script or module is not in the code folder")
-CODE_SECRET_FILE = _rule("JG024", ERROR, "a private key or .env file inside the code snapshot (it is uploaded)")
+CODE_SECRET_FILE = _rule("JG024", ERROR, "a private key or .env file inside the code snapshot or a build context (both are uploaded)")
 
 # ---------------------------------------------------------------- commands and references
 REF_UNKNOWN = _rule("JG030", ERROR, "${{...}} that names no input, output or search space parameter")

@@ -133,10 +133,12 @@ def coerces(value: Any, kind: str) -> bool:
 
 
 def _serverless(d: dict) -> bool:
-    """A job on serverless compute: said so, or no compute but a VM size of its own."""
+    """A job on serverless compute: said so, or no compute but a VM size of its own (a sweep's may
+    be its trial's)."""
     if jobsettings.is_serverless(d.get("compute")):
         return True
-    res = d.get("resources") if isinstance(d.get("resources"), dict) else {}
+    trial = d.get("trial") if isinstance(d.get("trial"), dict) else {}
+    res = next((r for r in (d.get("resources"), trial.get("resources")) if isinstance(r, dict)), {})
     return d.get("compute") is None and bool(res.get("instance_type"))
 
 
@@ -224,13 +226,17 @@ class Checker:
                 self.report(R.CODE_TOO_LARGE, ypath, f"code folder '{code}' holds over 300 MB; Azure refuses "
                             "snapshots that large", "point code at the training sources only, or list data and "
                             "checkpoints in .amlignore")
-            secret = [rel for _, rel in listing.files if SECRET_FILES.search(rel)]
-            if secret:
-                self.report(R.CODE_SECRET_FILE, ypath, f"code folder '{code}' holds {secret[0]}"
-                            + (f" (and {len(secret) - 1} more)" if len(secret) > 1 else "")
-                            + ", which the snapshot uploads to the workspace", "move it out of the code folder, "
-                            "or list it in .amlignore; give the job its secrets through Key Vault")
+            self.secret_files(ypath, listing, f"code folder '{code}'")
         return folder
+
+    def secret_files(self, ypath: tuple, listing, what: str) -> None:
+        """Key and credential files in a folder that is uploaded (a code snapshot, a build context)."""
+        secret = [rel for _, rel in listing.files if SECRET_FILES.search(rel)]
+        if secret:
+            self.report(R.CODE_SECRET_FILE, ypath, f"{what} holds {secret[0]}"
+                        + (f" (and {len(secret) - 1} more)" if len(secret) > 1 else "")
+                        + ", which is uploaded to the workspace", f"move it out of the {what.rsplit(' ', 1)[0]}, "
+                        "or list it in .amlignore; give the job its secrets through Key Vault")
 
     def script(self, ypath: tuple, command: str, code_dir: Path | None) -> None:
         if code_dir is None or not code_dir.is_dir():
@@ -949,6 +955,9 @@ class Checker:
             elif not (folder / dockerfile).is_file():
                 self.report(R.BUILD_CONTEXT, ("build", "path"), f"build context '{context}' has no {dockerfile}",
                             "add it, or set build.dockerfile_path")
+            if folder.is_dir():  # uploaded whole for the image build, as a code folder is
+                self.secret_files(("build", "path"), code_files_cached(str(folder), folder.stat().st_mtime),
+                                  f"build context '{context}'")
 
     def onnxruntime_builds(self, ypath: tuple, pip: list[str], where: str) -> None:
         from ..spec import onnxruntime_builds
