@@ -217,7 +217,7 @@ def test_batch_endpoint_deployment_and_default(submit, fake):
     rc, out, err = submit(BATCH / "deployment.yml", "--ensure-compute", "--set-default")
     assert rc == 0, err
     assert out == "created or updated model batch deployment onnx of endpoint penguins-batch\n"
-    assert "compute cpu-cluster: creating Standard_DS3_v2" in err  # from compute.yml beside it
+    assert "compute cpu-cluster: creating Standard_D4s_v3" in err  # from compute.yml beside it
     assert "default deployment of batch endpoint penguins-batch: onnx" in err
     props = fake.batch_deployments["penguins-batch/onnx"]["body"]["properties"]
     assert props["compute"].endswith("/computes/cpu-cluster")
@@ -233,7 +233,7 @@ def test_batch_endpoint_deployment_and_default(submit, fake):
 
 def _batch_ready(submit, fake, default: bool = True):
     fake.add_model("penguins-mlp", "1")
-    fake.add_compute("cpu-cluster", "Standard_DS3_v2")
+    fake.add_compute("cpu-cluster", "Standard_D4s_v3")
     assert submit(BATCH / "endpoint.yml")[0] == 0
     assert submit(BATCH / "deployment.yml", *(["--set-default"] if default else []))[0] == 0
 

@@ -75,3 +75,12 @@ def test_definition_error_names_the_values_file(cli, checkout):
     assert rc == 1 and len(err.splitlines()) == 1
     assert "jobs/broken/values.yaml: job.resources.instance_count: must be at least 1" in err
     shutil.rmtree(bad)
+
+
+def test_every_values_file_under_jobs_is_known_to_lint_as_ours(root):
+    """A values file with only batch:, registry:, services: or schedule: sections is one of ours,
+    not 'unrecognised Azure ML YAML' (JG005)."""
+    from jobgen.lint import lint_paths
+
+    found = [d for d in lint_paths(sorted((root / "jobs").glob("*/values.yaml")), azure=False) if d.rule == "JG005"]
+    assert not found, [d.format() for d in found]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import jobsettings, secretscan, vmsizes
+from ..values import SECTIONS
 from ..azml import kinds, refs
 from ..azml.commands import launcher_of, local_rank_from_rank, per_node_workers, script_of
 from ..azml.refs import OLD_OPTIONAL, OPTIONAL_SEGMENT, REF
@@ -55,7 +56,7 @@ REGISTRY_REF = re.compile(r"^azureml://registries/[^/\s]+/(models|environments|c
 
 # ------------------------------------------------------------------ kind detection
 
-OWN_SECTIONS = {"job", "launcher", "cluster", "env", "data", "pipeline", "sweep", "endpoint", "components"}
+OWN_SECTIONS = set(SECTIONS)  # a values file's sections (values.py)
 
 
 def own_kind(data: Any) -> str | None:
