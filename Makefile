@@ -35,6 +35,8 @@ demo: $(STAMP) data/penguins.csv
 	$(PY) generator.py -f jobs/penguins-pipeline/values.yaml --nodes 2 --gpus 2 -o rendered/penguins-pipeline
 	@echo "== run it here, as Azure ML would: train (4 processes) -> ONNX export + parity -> register"
 	$(PY) generator.py run rendered/penguins-pipeline/pipeline.yml
+	@echo "== score every penguin of the CSV with the model just registered, as a batch endpoint would"
+	$(PY) generator.py run jobs/penguins-batch/deployment.yml --input data/penguins.csv -q
 
 # Tests run in PYTEST_WORKERS processes (pytest-xdist), one test file per worker at a time so that a
 # file's shared fixtures (trained models) are made once. The sources are compiled first: where

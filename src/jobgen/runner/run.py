@@ -146,6 +146,8 @@ class Runner:
         if self.options.lint and not self.options.dry_run:
             self.lint(text)
         name = str(data.get("name") or self.path.stem)
+        if data.get("endpoint_name"):  # runs/<endpoint>-<deployment>-<time>/
+            name = f"{data['endpoint_name']}-{name}"
         try:
             batch_plan = batch.plan(self.path, data, self.catalog(), self.options.input, self.run_dir(name))
         except JobgenError as exc:
