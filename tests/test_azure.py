@@ -796,6 +796,27 @@ def test_services_of_a_job_without_any_is_one_line(submit, cli, fake, monkeypatc
     assert rc == 1 and "lists no interactive services" in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_services_of_a_pipeline_are_listed_step_by_step(submit, cli, fake, tmp_path, monkeypatch):
+    """A pipeline's services live on its train step's job: `services PIPELINE_JOB` lists its steps'
+    jobs (Azure's children of the pipeline) and each one's services on each of its nodes."""
+    from jobgen import cloud
+
+    out = tmp_path / "rendered"
+    rc, _, err = cli("render", "-f", ROOT / "jobs/penguins-pipeline/values.yaml", "--nodes", "2", "--set",
+                     "services.jupyter_lab=true", "-o", out)
+    assert rc == 0, err
+    rc, _, err = submit(out / "pipeline.yml", "--ensure-compute")
+    assert rc == 0, err
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+    name = list(fake.jobs)[-1]
+    rc, stdout, err = cli("services", name, *WS)
+    assert rc == 0, err
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"pipeline job {name} (") and "1 of 3 step(s) with services" in lines[0]
+    assert lines[1].startswith(f"  step train (job {name}_train, ")
+    assert [line.split()[:3] for line in lines[2:]] == [["node", "0", "jupyter_lab"], ["node", "1", "jupyter_lab"]]
+
+
 # ------------------------------------------------------------------ schedules
 
 def test_a_schedule_is_created_updated_and_disabled(submit, fake):

@@ -592,9 +592,11 @@ def cmd_services(args: argparse.Namespace) -> int:
     client = cloud.make_client(_workspace(args))
     job, rows = cloud.job_services(client, args.job_name)
     status = cloud.status_of(job)
-    if not rows and str(getattr(job, "type", "")) in ("pipeline", "sweep"):
-        raise JobgenError(f"job {args.job_name} is a {job.type}: its steps or trials are the jobs with services",
-                          where=args.job_name, hint="give the name of the step's or trial's own job (az ml job list "
+    if not rows and str(getattr(job, "type", "")) == "pipeline":
+        return _step_services(cloud, client, job, status)
+    if not rows and str(getattr(job, "type", "")) == "sweep":
+        raise JobgenError(f"job {args.job_name} is a sweep: its trials are the jobs with services",
+                          where=args.job_name, hint="give the name of a trial's own job (az ml job list "
                           f"--parent-job-name {args.job_name})")
     if not rows:
         raise JobgenError(f"job {args.job_name} ({status}) lists no interactive services" +
@@ -602,10 +604,30 @@ def cmd_services(args: argparse.Namespace) -> int:
                           where=args.job_name, hint="give the job some in the values' services: section (jupyter_lab, "
                           "vs_code, tensor_board, ssh_public_key_file) and submit it again")
     print(f"job {args.job_name} ({status}): {len({r[0] for r in rows})} node(s) with services")
+    _print_services(rows)
+    return 0
+
+
+def _print_services(rows, indent: str = "  ") -> None:
     for node, name, instance in rows:
         endpoint = getattr(instance, "endpoint", None) or "(no endpoint yet)"
-        print(f"  node {node}  {name:<14} {str(getattr(instance, 'type', '') or ''):<12} "
+        print(f"{indent}node {node}  {name:<14} {str(getattr(instance, 'type', '') or ''):<12} "
               f"{str(getattr(instance, 'status', '') or ''):<9} {endpoint}")
+
+
+def _step_services(cloud, client, pipeline, status: str) -> int:
+    """generator.py services PIPELINE_JOB: each step's job and its services, node by node."""
+    steps = cloud.step_services(client, pipeline)
+    with_services = [(child, rows) for child, rows in steps if rows]
+    if not with_services:
+        raise JobgenError(f"pipeline job {pipeline.name} ({status}): none of its {len(steps)} step job(s) lists "
+                          "interactive services" + ("" if steps else "; Azure lists the steps once the pipeline runs"),
+                          where=pipeline.name, hint="give the train step some in the values' services: section "
+                          "(jupyter_lab, vs_code, tensor_board, ssh_public_key_file) and submit it again")
+    print(f"pipeline job {pipeline.name} ({status}): {len(with_services)} of {len(steps)} step(s) with services")
+    for child, rows in with_services:
+        print(f"  step {child.display_name} (job {child.name}, {cloud.status_of(child)})")
+        _print_services(rows, indent="    ")
     return 0
 
 

@@ -906,19 +906,42 @@ def job_services(client, name: str) -> tuple[Any, list[tuple[int, str, Any]]]:
     job runs there."""
     try:
         job = client.jobs.get(name)
-        resources = getattr(job, "resources", None)
-        nodes = max(1, int(getattr(resources, "instance_count", None) or 1))
-        rows = []
-        for node in range(nodes):
-            found = client.jobs.show_services(name, node_index=node) or {}
-            rows += [(node, service, found[service]) for service in sorted(found)
-                     if str(getattr(found[service], "type", "")) not in ("Tracking", "Studio")]
+        return job, _service_rows(client, name, _nodes(job))
     except Exception as exc:  # noqa: BLE001
         mapped = explain(exc, None, {"job": name})
         if mapped is None:
             raise
         raise mapped from None
-    return job, rows
+
+
+def step_services(client, pipeline) -> list[tuple[Any, list[tuple[int, str, Any]]]]:
+    """A pipeline's steps (its child jobs, which Azure lists by the pipeline's name) and each one's
+    services node by node; a step's node count is read from the pipeline's own definition of it."""
+    steps = getattr(pipeline, "jobs", None) or {}
+    try:
+        children = list(client.jobs.list(parent_job_name=pipeline.name))
+        return [(child, _service_rows(client, child.name, _nodes(steps.get(child.display_name))))
+                for child in children]
+    except Exception as exc:  # noqa: BLE001
+        mapped = explain(exc, None, {"job": pipeline.name})
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def _nodes(job) -> int:
+    resources = getattr(job, "resources", None)
+    count = resources.get("instance_count") if isinstance(resources, dict) else getattr(resources, "instance_count", None)
+    return max(1, int(count or 1))
+
+
+def _service_rows(client, name: str, nodes: int) -> list[tuple[int, str, Any]]:
+    rows = []
+    for node in range(nodes):
+        found = client.jobs.show_services(name, node_index=node) or {}
+        rows += [(node, service, found[service]) for service in sorted(found)
+                 if str(getattr(found[service], "type", "")) not in ("Tracking", "Studio")]
+    return rows
 
 
 def _trigger_text(trigger) -> str:

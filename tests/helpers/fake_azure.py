@@ -117,8 +117,9 @@ azure-ai-ml when it is imported) between polls; with the default sequence it pol
 
 Not emulated
 ------------
-* Pipeline child runs (``jobs.list(parent_job_name=...)`` is empty),
-  serverless endpoints, invoking an online scoring URI (no inference server runs), online
+* Pipeline child runs beyond run history's view (a PUT pipeline gets a run per step,
+  ``<pipeline>_<step>``, listed by ``jobs.list(parent_job_name=...)`` with the step's services;
+  ARM knows only the pipeline), serverless endpoints, invoking an online scoring URI (no inference server runs), online
   deployment failures (a deployment always provisions), schedules firing (they are stored, as
   created, updated or disabled; their jobs never run), workspace create/delete,
   connections, MLflow. Unknown routes answer 404 ``{"error": {"code": "NoSuchRoute"}}`` and are
@@ -483,6 +484,7 @@ class FakeAzure:
         self.batch_endpoints: dict[str, dict] = {}  # name -> {"body", "puts", "resource"}
         self.batch_deployments: dict[str, dict] = {}  # "<endpoint>/<deployment>" -> {"body", "puts", "resource"}
         self.batch_jobs: dict[str, dict] = {}  # job name -> {"endpoint", "deployment", "body": the invoke body}
+        self.child_jobs: dict[str, dict] = {}  # a pipeline step's run ("<pipeline>_<step>") -> as self.jobs' entries
         self.operations: dict[str, dict] = {}  # async operation id -> {"polls", "status", "error"}
         self.registries: dict[str, dict] = {}  # name -> add_registry's entry (its assets, imports)
         self.pending_uploads: list[dict] = []  # {"name", "version", "container", "blob_uri", "sas_uri"}
@@ -1699,6 +1701,28 @@ class FakeAzure:
         return (200 if old else 201), resource, headers
 
     # jobs
+    def _add_child_runs(self, parent: str, steps: dict) -> None:
+        """A run per pipeline step, as run history lists a pipeline's children: its display name is the
+        step's, and it keeps the step's services and node count for ``serviceinstances``."""
+        for step, spec in steps.items():
+            if not isinstance(spec, dict):
+                continue
+            services = {svc: {"jobServiceType": conf.get("job_service_type") or conf.get("jobServiceType"),
+                              "nodes": {"nodesValueType": (conf.get("nodes") or {}).get("nodes_value_type")}
+                              if isinstance(conf.get("nodes"), dict) else conf.get("nodes")}
+                        for svc, conf in (spec.get("services") or {}).items() if isinstance(conf, dict)}
+            count = (spec.get("resources") or {}).get("instance_count") or 1
+            body = {"properties": {"jobType": "Command", "displayName": step, "services": services,
+                                   "resources": {"instanceCount": count}}}
+            self.child_jobs[f"{parent}_{step}"] = {
+                "body": body, "resource": {"properties": {"displayName": step, "properties": {}, "tags": {}}},
+                "reads": 0, "status": "NotStarted", "canceled": False, "outputs": set(), "created": time.time(),
+                "parent": parent}
+
+    def _entry(self, name: str) -> dict:
+        """A job's or a pipeline step's run (run history reads both alike)."""
+        return self.jobs[name] if name in self.jobs else self.child_jobs[name]
+
     def _job_status(self, job: dict, advance: bool = True) -> str:
         if job["canceled"]:
             return "Canceled"
@@ -1779,12 +1803,14 @@ class FakeAzure:
         for out in named:
             self.put_blob(self.blobstore_container, f"azureml/{name}/{out}/fake-output.txt",
                                 f"output {out} of job {name}\n".encode())
+        if str(props.get("jobType")).lower() == "pipeline":
+            self._add_child_runs(name, props.get("jobs") or {})
         resource = self._job_resource(name, advance=False)
         return (200 if existed else 201), resource, {}
 
     # -- data plane: run history, dataset resolution -------------------------------------------
     def _run(self, name: str, advance: bool = True) -> dict:
-        job = self.jobs[name]
+        job = self._entry(name)
         status = self._job_status(job, advance)
         job["status"] = status
         props = job["resource"]["properties"]
@@ -1806,7 +1832,7 @@ class FakeAzure:
     def _service_instances(self, name: str, node: int) -> dict[str, dict]:
         """A running job's interactive services on one node, as run history lists them: those the job
         asked for (on node 0, or on every node with nodes: all), with an endpoint each."""
-        asked = self.jobs[name]["body"].get("properties") or {}  # the job as submitted
+        asked = self._entry(name)["body"].get("properties") or {}  # the job (or pipeline step) as submitted
         services = asked.get("services") or {}
         count = (asked.get("resources") or {}).get("instanceCount") or 1
         found = {}
@@ -1842,7 +1868,7 @@ class FakeAzure:
                 tail = seg[i + 2:] if run_id else []
                 if run_id is None:
                     raise _arm_error(404, "NoSuchRoute", f"The fake has no route for {method} history {rest}")
-                if run_id not in self.jobs:
+                if run_id not in self.jobs and run_id not in self.child_jobs:
                     raise _not_found("runs", run_id)
                 if tail == ["details"] and method == "GET":
                     run = self._run(run_id)
@@ -1851,7 +1877,8 @@ class FakeAzure:
                     details["logFiles"] = self._log_files(run_id)
                     return 200, details, {}
                 if tail == ["children"] and method == "GET":
-                    return 200, {"value": [], "continuationToken": None}, {}
+                    children = [c for c, entry in self.child_jobs.items() if entry["parent"] == run_id]
+                    return 200, {"value": [self._run(c) for c in children], "continuationToken": None}, {}
                 if len(tail) == 2 and tail[0] == "serviceinstances" and method == "GET":
                     return 200, {"instances": self._service_instances(run_id, int(tail[1]))}, {}
                 if not tail and method in ("GET", "PATCH", "POST", "PUT"):
