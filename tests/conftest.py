@@ -26,7 +26,7 @@ os.environ["JOBGEN_STORE_TEMPLATES"] = os.path.join(_LINT_CACHE, "mlflow-store")
 # minutes here, and it runs with only `pip install -e '.[dev]'` installed. Whole modules of the
 # full tier are listed here; single tests elsewhere carry @pytest.mark.full.
 FULL_MODULES = {"test_trainer.py", "test_serving.py", "test_runner.py", "test_mlflow_store.py", "test_faults.py",
-                "test_logs.py"}
+                "test_logs.py", "test_batch.py"}
 
 
 def pytest_collection_modifyitems(config, items):
