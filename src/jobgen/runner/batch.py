@@ -224,17 +224,17 @@ def plan(path: Path, data: dict, catalog: Catalog, given_input: str | None, run_
     elif not (code / script).is_file():
         problems.append(f"{where}: scoring script '{script}' is not in {paths.display(code)}")
     model, model_ref, files, input_ref = Path(), "", [], ""
-    for attempt in ("model", "input"):
-        try:
-            if attempt == "model":
-                model, model_ref = resolve_model(data.get("model"), base, catalog, f"{where}: model")
-            else:
-                target, input_ref = resolve_input(given_input, catalog, where)
-                files = input_files(target)
-                if not files:
-                    problems.append(f"--input {given_input}: the folder holds no files to score")
-        except JobgenError as exc:
-            problems.append(exc.line())
+    try:
+        target, input_ref = resolve_input(given_input, catalog, where)
+        files = input_files(target)
+        if not files:
+            problems.append(f"--input {given_input}: the folder holds no files to score")
+    except JobgenError as exc:
+        problems.append(exc.line())
+    try:  # after the input: the local registry's lookup imports MLflow, which takes a while
+        model, model_ref = resolve_model(data.get("model"), base, catalog, f"{where}: model")
+    except JobgenError as exc:
+        problems.append(exc.line())
     env = {} if problems else batch_settings(data)["environment_variables"]  # what azure-ai-ml sends
     if problems:
         raise Refused(problems)
