@@ -91,6 +91,33 @@ def azure_offline(monkeypatch):
 
 
 @pytest.fixture
+def fake():
+    """A fake Azure (ARM, Azure ML REST, blob store, registries) on 127.0.0.1 for one test."""
+    from helpers import fake_azure
+
+    with fake_azure.FakeAzure(subscription=fake_azure.DEFAULT_SUBSCRIPTION) as f:
+        yield f
+
+
+@pytest.fixture
+def submit(cli, fake, monkeypatch):
+    """`generator.py submit ARGS` against ``fake``: MLClient for the workspace and for a registry
+    are the fake's; the workspace flags are the fake's."""
+    from helpers import fake_azure
+    from jobgen import cloud
+
+    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
+    monkeypatch.setattr(cloud, "make_registry_client",
+                        lambda name, credential=None, **kw: fake_azure.registry_client(fake, name))
+    workspace = ["--subscription", fake_azure.DEFAULT_SUBSCRIPTION, "--resource-group", "rg", "--workspace", "ws"]
+
+    def run(*args):
+        return cli("submit", *map(str, args), *workspace)
+
+    return run
+
+
+@pytest.fixture
 def root():
     return ROOT
 

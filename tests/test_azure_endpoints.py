@@ -12,8 +12,6 @@ import pytest
 from helpers import fake_azure
 
 ROOT = Path(__file__).resolve().parents[1]
-SUB = "00000000-0000-0000-0000-000000000000"
-WS = ["--subscription", SUB, "--resource-group", "rg", "--workspace", "ws"]
 ENDPOINT_YML = ROOT / "jobs/penguins-endpoint/endpoint.yml"
 DEPLOYMENT_YML = ROOT / "jobs/penguins-endpoint/deployment.yml"
 ENDPOINT = "penguins-species"
@@ -22,22 +20,7 @@ ENDPOINT = "penguins-species"
 pytestmark = pytest.mark.usefixtures("azure_offline")
 
 
-@pytest.fixture
-def fake():
-    with fake_azure.FakeAzure(subscription=SUB) as f:
-        yield f
-
-
-@pytest.fixture
-def submit(cli, fake, monkeypatch):
-    from jobgen import cloud
-
-    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
-
-    def run(*args):
-        return cli("submit", *map(str, args), *WS)
-
-    return run
+# fake and submit: conftest's (the fake Azure; submit against it)
 
 
 def trainer_files() -> list[str]:

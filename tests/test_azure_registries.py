@@ -12,8 +12,6 @@ import pytest
 from helpers import fake_azure
 
 ROOT = Path(__file__).resolve().parents[1]
-SUB = "00000000-0000-0000-0000-000000000000"
-WS = ["--subscription", SUB, "--resource-group", "rg", "--workspace", "ws"]
 REG = "contoso-ml"
 ENV_YML = ROOT / "jobs/penguins-pipeline/environment.yml"
 TRAIN_YML = ROOT / "components/train.yml"
@@ -24,24 +22,7 @@ REGISTRY_PATH = f"/resourceGroups/rg-registries/providers/Microsoft.MachineLearn
 pytestmark = pytest.mark.usefixtures("azure_offline")
 
 
-@pytest.fixture
-def fake():
-    with fake_azure.FakeAzure(subscription=SUB) as f:
-        yield f
-
-
-@pytest.fixture
-def submit(cli, fake, monkeypatch):
-    from jobgen import cloud
-
-    monkeypatch.setattr(cloud, "make_client", lambda ws, credential=None, **kw: fake_azure.ml_client(fake))
-    monkeypatch.setattr(cloud, "make_registry_client",
-                        lambda name, credential=None, **kw: fake_azure.registry_client(fake, name))
-
-    def run(*args):
-        return cli("submit", *map(str, args), *WS)
-
-    return run
+# fake and submit: conftest's (the fake Azure; submit against it)
 
 
 def _one_line(rc, err, *texts):
