@@ -14,6 +14,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # (Azure uploads none: __pycache__ is ignored); on Azure and on users' machines the first process of a
 # job writes it and the others read it. Run the tests' processes as they run there.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# azure-ai-ml's jobs.stream sleeps this many seconds between polls of the (fake) workspace, at least 2 by
+# default; it reads the variable once, when azure-ai-ml is imported, so a test's monkeypatch.setenv comes too
+# late in a worker that has imported it already. The fake answers at once: poll without waiting.
+os.environ.setdefault("AZUREML_RUN_POLLING_INTERVAL_MIN", "0")
 # lint's cache of azure-ai-ml verdicts (lint/cache.py): one of the test session's own, never the user's.
 _LINT_CACHE = tempfile.mkdtemp(prefix="jobgen-test-lint-cache-")
 os.environ["JOBGEN_LINT_CACHE"] = _LINT_CACHE

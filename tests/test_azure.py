@@ -104,8 +104,12 @@ def test_stream_exits_zero_only_when_the_job_completes(submit, fake, final, expe
     assert f"ended: {final}" in err
 
 
-def test_ctrl_c_while_streaming_leaves_the_job_running(submit, fake):
+def test_ctrl_c_while_streaming_leaves_the_job_running(submit, fake, monkeypatch):
     fake.status_sequence = ("Queued",) + ("Running",) * 50
+    # a second between polls (conftest makes them back to back): the 50 Running polls outlast the Ctrl-C
+    from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
+
+    monkeypatch.setattr(RunHistoryConstants, "_WAIT_COMPLETION_POLLING_INTERVAL_MIN", 1)
     streaming, done = threading.Event(), threading.Event()
 
     def ctrl_c_once_streaming():  # while the job is followed, not at a fixed time after the start

@@ -113,7 +113,8 @@ store (``ExperimentRun/dcid.<job>/``) and, for each named output, ``fake-output.
 ``azureml/<job>/<output>/`` in the workspace blob store (``set_job_output`` replaces those
 files), so ``jobs.stream`` prints the log and ``jobs.download(output_name=...)`` downloads the
 files. ``jobs.stream`` sleeps ``AZUREML_RUN_POLLING_INTERVAL_MIN`` seconds (default 2, read by
-azure-ai-ml when it is imported) between polls; with the default sequence it polls once (~2.3 s).
+azure-ai-ml when it is imported; tests/conftest.py sets 0) between polls; with the default sequence it
+polls once.
 
 Not emulated
 ------------
