@@ -112,10 +112,16 @@ def _tracking_processes_in(folder: Path) -> list[int]:
     return found
 
 
-def test_serving_in_process_leaves_the_callers_signals_alone():
+def test_serving_in_process_leaves_the_callers_signals_alone(tmp_path, monkeypatch):
     """Only the tracking process ignores SIGTERM and Ctrl-C: a caller of serve() that did too would
     hand that on to every process it forks (a multiprocessing pool it could then never stop)."""
     import signal
+
+    # Not the default store (./mlflow.db: this test made one in the checkout) nor a new one MLflow
+    # would migrate: a store that cannot be opened, which serve() reports when a run starts (none here).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     tracking.serve(_messages({"op": "end"}))
